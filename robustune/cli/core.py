@@ -1,0 +1,107 @@
+"""Core commands: train, eval, list, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from robustune.cli import app, fail, setup_logging
+from robustune.config import ConfigError
+from robustune.registry import UnknownNameError
+
+USER_ERRORS = (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML preset, e.g. configs/erm_digits.yaml"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. --set optim.lr=0.01"),
+    out: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in the run folder"),
+    nproc: int = typer.Option(1, help="processes on this node (wraps torchrun)"),
+    verbose: bool = typer.Option(False, "-v"),
+) -> None:
+    """Train a model with the method and recipe of CONFIG."""
+    from robustune.config import load_config
+    from robustune.engine import train as run_training
+    from robustune.engine.trainer import TrainingDivergedError
+    from robustune.models.factory import WeightsUnavailableError
+
+    setup_logging(verbose)
+    try:
+        cfg = load_config(config, set_)
+        run_dir = out or Path("runs") / cfg.name
+        if nproc > 1:
+            from robustune.engine.launch import launch_torchrun
+
+            raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume))
+        result = run_training(cfg, run_dir, resume=resume)
+    except (*USER_ERRORS, WeightsUnavailableError, TrainingDivergedError) as exc:
+        fail(str(exc))
+    typer.echo(f"trained {cfg.method.name} into {result.run_dir} (val accuracy {result.val_accuracy})")
+
+
+@app.command("eval")
+def eval_cmd(
+    run: Path = typer.Argument(..., help="a run folder (config.yaml + model.safetensors)"),
+    suite: str = typer.Option("clean,pgd", help="comma-separated suites; see `robustune list suites`"),
+    eps: str = typer.Option("8/255", help="comma-separated L∞ radii, e.g. 1/255,4/255"),
+    steps: int = typer.Option(10, help="PGD steps"),
+    attacks: str = typer.Option("", help="attacks of the adversarial suite, e.g. pgd100,autoattack"),
+    n_examples: Optional[int] = typer.Option(None, help="fixed seeded subset of the evaluation split"),
+    split: str = typer.Option("test"),
+    out: Optional[Path] = typer.Option(None, help="results folder (default RUN/eval)"),
+    option: list[str] = typer.Option([], "--option", help="suite option key=value, e.g. corruption_root=DIR"),
+    seed: int = typer.Option(0),
+    verbose: bool = typer.Option(False, "-v"),
+) -> None:
+    """Evaluate a trained model; results.json is resumable per cell."""
+    from robustune.cli.evaluation import run_eval
+
+    setup_logging(verbose)
+    try:
+        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    for key, cell in results.cells.items():
+        typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}")
+
+
+@app.command("list")
+def list_cmd(kind: str = typer.Argument(..., help="models | datasets | methods | attacks | suites"),
+             pattern: str = typer.Option("*", help="wildcard filter")) -> None:
+    """List registered names."""
+    from robustune.registry import unknown_choice_message
+
+    listers = _listers()
+    if kind not in listers:
+        fail(unknown_choice_message("kind", kind, listers))
+    for name in listers[kind](pattern):
+        typer.echo(name)
+
+
+def _listers():
+    from robustune.attacks import list_attacks
+    from robustune.data import list_datasets
+    from robustune.eval import list_suites
+    from robustune.methods import list_methods
+    from robustune.models import list_models
+
+    return {"models": list_models, "datasets": list_datasets, "methods": list_methods,
+            "attacks": list_attacks, "suites": list_suites}
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="demo folder"),
+    quick: bool = typer.Option(False, help="a few epochs only (smoke test; accuracy not meaningful)"),
+    verbose: bool = typer.Option(False, "-v"),
+) -> None:
+    """The whole pipeline on the built-in digits: pre-train, robustify, evaluate, report."""
+    from robustune.demo import run_demo
+
+    setup_logging(verbose)
+    report = run_demo(out, quick=quick)
+    typer.echo(f"report: {report}")

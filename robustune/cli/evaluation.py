@@ -1,0 +1,52 @@
+"""``robustune eval`` as a library call on a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustune.config import ConfigError, load_config, parse_number
+
+
+def parse_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_eps_list(text: str) -> list[float]:
+    values = [parse_number(t) for t in parse_list(text)]
+    bad = [v for v in values if not isinstance(v, (int, float))]
+    if bad:
+        raise ConfigError(f"--eps values must be numbers or fractions like 8/255, got {bad[0]!r}")
+    return [float(v) for v in values]
+
+
+def parse_options(items: list[str]) -> dict[str, object]:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--option {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_examples, split: str,
+             out: Path | None, options: list[str], seed: int):
+    from robustune.config import EvalConfig
+    from robustune.eval import evaluate
+    from robustune.eval.model_loading import load_run_model
+
+    cfg_path = Path(run) / "config.yaml"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run} is not a run folder (no config.yaml); train one with `robustune train`")
+    cfg = load_config(cfg_path)
+    model, dataset, classes, info = load_run_model(cfg, Path(run), split)
+    opts = parse_options(options)
+    if attacks:
+        opts["attacks"] = parse_list(attacks)
+    ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
+                      n_examples=n_examples, split=split, seed=seed)
+    return evaluate(model, dataset, ecfg, out or Path(run) / "eval", classes=classes,
+                    model_info=info["model"], dataset_info=info["dataset"],
+                    batch_size=cfg.data.eval_batch_size, options=opts)

@@ -1,0 +1,24 @@
+"""Datasets (images are float tensors in [0,1], CHW), the dataset registry and samplers."""
+
+from robustune.data.registry import DATASETS, create_dataset, list_datasets, register_dataset
+from robustune.data.sampling import class_balanced_subset, few_shot_indices
+from robustune.data.splits import DataSplits, build_loader, load_splits
+from robustune.data.transforms import build_transform
+
+# Import for registration side effects.
+from robustune.data import digits as _digits  # noqa: F401,E402
+from robustune.data import folder as _folder  # noqa: F401,E402
+from robustune.data import torchvision_sets as _tv  # noqa: F401,E402
+
+__all__ = [
+    "DATASETS",
+    "DataSplits",
+    "build_loader",
+    "build_transform",
+    "class_balanced_subset",
+    "create_dataset",
+    "few_shot_indices",
+    "list_datasets",
+    "load_splits",
+    "register_dataset",
+]

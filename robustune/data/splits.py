@@ -1,0 +1,74 @@
+"""Build train / val / test datasets and loaders from a :class:`DataConfig` and a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from robustune.config import DataConfig
+from robustune.data.registry import create_dataset
+from robustune.data.sampling import class_balanced_subset, few_shot_indices
+from robustune.data.transforms import build_transform
+
+
+@dataclass
+class DataSplits:
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def targets_of(ds: Dataset) -> list[int]:
+    """Labels of a dataset or a ``Subset`` of one, without loading images."""
+    if isinstance(ds, Subset):
+        parent = targets_of(ds.dataset)
+        return [parent[i] for i in ds.indices]
+    return list(getattr(ds, "targets"))
+
+
+def classes_of(ds: Dataset) -> list[str]:
+    return classes_of(ds.dataset) if isinstance(ds, Subset) else list(getattr(ds, "classes"))
+
+
+def model_input_options(model: Any | None) -> dict[str, Any]:
+    """Keyword arguments that size a dataset for ``model`` (its input size and crop)."""
+    if model is None:
+        return {}
+    size = int(getattr(model, "input_size", (3, 32, 32))[-1])
+    return {
+        "image_size": size,
+        "transform": build_transform(size, getattr(model, "crop_pct", 1.0),
+                                     getattr(model, "interpolation", "bilinear")),
+    }
+
+
+def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
+    """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train."""
+    opts = dict(root=cfg.root, download=cfg.download, **model_input_options(model), **cfg.options)
+    train = create_dataset(cfg.name, cfg.train_split, **opts)
+    if cfg.shots:
+        train = Subset(train, few_shot_indices(targets_of(train), cfg.shots, cfg.subset_seed))
+    elif cfg.train_subset:
+        train = Subset(train, class_balanced_subset(targets_of(train), cfg.train_subset, cfg.subset_seed))
+    val = create_dataset(cfg.name, cfg.val_split, **opts) if cfg.val_split else None
+    test = create_dataset(cfg.name, cfg.test_split, **opts) if cfg.test_split else None
+    return DataSplits(train=train, val=val, test=test, classes=classes_of(train))
+
+
+def build_loader(ds: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 num_workers: int = 0, pin_memory: bool = False, sampler=None,
+                 drop_last: bool = False) -> DataLoader:
+    """A DataLoader whose shuffle order depends only on ``seed`` (resume-exact)."""
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      generator=gen, num_workers=num_workers, pin_memory=pin_memory,
+                      drop_last=drop_last, persistent_workers=False)

@@ -1,0 +1,54 @@
+"""Build the model, data and method of a run from its :class:`RunConfig`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from robustune.config import RunConfig
+from robustune.data import DataSplits, load_splits
+from robustune.data.registry import create_dataset
+from robustune.data.splits import classes_of
+from robustune.methods import Method, create_method
+from robustune.models import Classifier, create_classifier, load_state_dict_file
+from robustune.models.factory import WeightsUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_weights_file(ref: str | Path) -> Path:
+    """A run folder, a checkpoint folder or a weights file → the ``model.safetensors`` to load."""
+    path = Path(ref)
+    for candidate in (path, path / "model.safetensors", path / "final" / "model.safetensors"):
+        if candidate.is_file():
+            return candidate
+    raise WeightsUnavailableError(
+        f"no weights at {str(path)!r}: expected a model.safetensors file or a run folder holding one "
+        "(train it first, e.g. `robustune train configs/erm_digits.yaml`)"
+    )
+
+
+def count_classes(cfg: RunConfig) -> int:
+    """Number of classes of the run's dataset (reads labels, not images, where possible)."""
+    ds = create_dataset(cfg.data.name, cfg.data.train_split, root=cfg.data.root,
+                        download=cfg.data.download, **cfg.data.options)
+    return len(classes_of(ds))
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> Classifier:
+    model = create_classifier(cfg.model.name, num_classes=num_classes, weights=cfg.model.weights,
+                              **cfg.model.kwargs)
+    if cfg.model.init_from:
+        path = resolve_weights_file(cfg.model.init_from)
+        load_state_dict_file(model.backbone, path)
+        log.info("starting from %s", path)
+    return model
+
+
+def build_run(cfg: RunConfig) -> tuple[Method, DataSplits]:
+    """Model (sized for the data), data splits (sized for the model) and the method."""
+    num_classes = count_classes(cfg)
+    model = build_model(cfg, num_classes)
+    splits = load_splits(cfg.data, model)
+    method = create_method(cfg.method.name, model, cfg.method.params, num_classes=num_classes)
+    return method, splits

@@ -1,0 +1,22 @@
+"""Evaluation: suites of cells (clean, PGD, ...) written to one results.json per model."""
+
+from robustune.eval.clean import accuracy, predict
+from robustune.eval.results import Cell, EvalResults
+from robustune.eval.robust import attack_outcomes, robust_accuracy
+from robustune.eval.suites import (
+    CHECKS,
+    SUITES,
+    EvalContext,
+    evaluate,
+    eps_label,
+    fixed_subset,
+    list_suites,
+    pgd_key,
+    register_suite,
+)
+
+__all__ = [
+    "CHECKS", "Cell", "EvalContext", "EvalResults", "SUITES", "accuracy", "attack_outcomes",
+    "eps_label", "evaluate", "fixed_subset", "list_suites", "pgd_key", "predict", "register_suite",
+    "robust_accuracy",
+]

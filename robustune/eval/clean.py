@@ -1,0 +1,28 @@
+"""Clean predictions and top-1 accuracy."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from robustune.attacks import eval_mode
+from robustune.data import build_loader
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256,
+            device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted labels, true labels) over ``dataset``, model in eval mode (flag restored)."""
+    preds, labels = [], []
+    with eval_mode(model):
+        for x, y in build_loader(dataset, batch_size):
+            preds.append(model(x.to(device)).argmax(1).cpu())
+            labels.append(torch.as_tensor(y))
+    return torch.cat(preds), torch.cat(labels)
+
+
+def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256,
+             device: torch.device | str = "cpu") -> float:
+    pred, y = predict(model, dataset, batch_size, device)
+    return (pred == y).float().mean().item()

@@ -1,0 +1,185 @@
+"""``create_classifier(name, num_classes, weights=...)``: project tiny models or any timm model.
+
+Weights: ``None`` (random init), a timm pretrained tag (``"augreg_in1k"``) or ``"hub"`` (timm's
+default tag) fetched from the hub when online, or a local ``.safetensors`` / ``.pth`` file, always
+loaded with ``weights_only=True``. Offline without the file, :class:`WeightsUnavailableError` says
+what to download and where to put it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from robustune.models.wrapper import Classifier
+from robustune.registry import Registry, unknown_choice_message
+
+log = logging.getLogger(__name__)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were requested but cannot be fetched or found."""
+
+
+@dataclass
+class ModelEntry:
+    fn: Callable[..., nn.Module]
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    input_size: tuple[int, int, int] = (3, 32, 32)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(name: str, **meta: Any) -> Callable:
+    """Register a project model builder ``fn(num_classes, **kwargs) -> nn.Module`` with its data config."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.add(name, ModelEntry(fn=fn, **meta))
+        return fn
+
+    return deco
+
+
+def list_models(pattern: str = "*", include_timm: bool = False) -> list[str]:
+    names = MODELS.list(pattern)
+    if include_timm:
+        import timm
+
+        names += timm.list_models(pattern)
+    return names
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in ("module.", "model.", "backbone."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` or a ``.pth``/``.pt``/``.bin`` file (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle with code, or not a checkpoint at all
+        raise WeightsUnavailableError(
+            f"refusing to load {str(path)!r}: it is not a plain tensor checkpoint ({exc.__class__.__name__}). "
+            "Only weights_only checkpoints are loaded; convert it to .safetensors from a trusted source."
+        ) from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise WeightsUnavailableError(f"{str(path)!r} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
+def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load ``path`` into ``model`` strictly; a mismatch names the architecture/class-count problem."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    if set(state) != set(own):
+        state = _strip_prefixes(state)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shape:
+        parts = []
+        if shape:
+            k, got, want = shape[0]
+            parts.append(f"{len(shape)} shape mismatch(es), e.g. {k}: file {got} vs model {want}")
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+        raise WeightsUnavailableError(
+            f"{str(path)!r} does not fit this model ({'; '.join(parts)}). It was saved for another "
+            "architecture or class count: check model.name and the dataset's number of classes."
+        )
+    model.load_state_dict(state)
+
+
+def _timm_backbone(name: str, num_classes: int, weights: str | None, **kwargs: Any) -> nn.Module:
+    import timm
+
+    base = name.split(".")[0]
+    if not timm.is_model(base):
+        choices = MODELS.list() + ["<any timm model, see timm.list_models()>"]
+        raise ValueError(unknown_choice_message("model", name, choices))
+    pretrained = weights is not None and not _is_file_ref(weights)
+    full = name if (not pretrained or weights == "hub" or "." in name) else f"{base}.{weights}"
+    try:
+        return timm.create_model(full, pretrained=pretrained, num_classes=num_classes, **kwargs)
+    except Exception as exc:
+        if not pretrained:
+            raise
+        hub_id = ""
+        try:
+            cfg = timm.models.get_pretrained_cfg(full.split(".", 1)[0] + ("." + full.split(".", 1)[1] if "." in full else ""))
+            hub_id = getattr(cfg, "hf_hub_id", "") or ""
+        except Exception:
+            pass
+        where = f" (Hugging Face repo 'hf-hub:{hub_id}')" if hub_id else ""
+        raise WeightsUnavailableError(
+            f"could not get pretrained weights {full!r}{where}: {exc.__class__.__name__}: {exc}. "
+            "Offline? Download model.safetensors on a machine with internet and pass its path, "
+            f"e.g. model.weights=/path/to/{base}.safetensors (or warm the Hugging Face cache, HF_HOME)."
+        ) from exc
+
+
+def _is_file_ref(weights: str) -> bool:
+    return weights.endswith((".safetensors", ".pth", ".pt", ".bin")) or os.sep in weights
+
+
+def create_classifier(name: str, num_classes: int, weights: str | None = None,
+                      **kwargs: Any) -> Classifier:
+    """Build a [0,1]-input classifier.
+
+    Args:
+        name: a registered project model (``list_models()``) or any timm model name.
+        num_classes: size of the classification head.
+        weights: ``None`` for random init, a timm tag / ``"hub"`` to download, or a local file.
+        **kwargs: passed to the model builder.
+    """
+    if name in MODELS:
+        entry = MODELS.get(name)
+        backbone = entry.fn(num_classes=num_classes, **kwargs)
+        if weights is not None and not _is_file_ref(weights):
+            raise WeightsUnavailableError(
+                f"{name!r} is a project model with no hub weights; pass a local file "
+                "(model.weights=/path/model.safetensors) or model.init_from=<run folder>"
+            )
+        meta = dict(mean=entry.mean, std=entry.std, input_size=entry.input_size, **entry.extra)
+    else:
+        backbone = _timm_backbone(name, num_classes, weights, **kwargs)
+        cfg = getattr(backbone, "pretrained_cfg", {}) or {}
+        meta = dict(mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+                    std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+                    input_size=tuple(cfg.get("input_size", (3, 224, 224))),
+                    crop_pct=float(cfg.get("crop_pct", 0.875)),
+                    interpolation=str(cfg.get("interpolation", "bicubic")))
+    model = Classifier(backbone, num_classes=num_classes, name=name, **meta)
+    if weights is not None and _is_file_ref(weights):
+        load_state_dict_file(model.backbone, weights)
+        log.info("loaded weights for %s from %s", name, weights)
+    return model
+
+
+# Register the project's tiny models.
+from robustune.models import tiny as _tiny  # noqa: E402,F401
