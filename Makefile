@@ -10,6 +10,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q -r requirements.lock
+	# AutoAttack components; --no-deps keeps its unused `requests~=2.25.1` pin out (docs/adversarial-evaluation.md)
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
