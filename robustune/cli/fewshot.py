@@ -1,0 +1,63 @@
+"""``robustune fewshot``: run a whole few-shot protocol (datasets × settings × shots × methods × seeds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from robustune.cli import app, fail, setup_logging
+from robustune.cli.evaluation import parse_eps_list, parse_list
+from robustune.config import ConfigError, parse_number
+from robustune.registry import UnknownNameError
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(t) for t in parse_list(text)]
+    except ValueError:
+        raise ConfigError(f"--{what} must be comma-separated integers, got {text!r}") from None
+
+
+@app.command()
+def fewshot(
+    config: Path = typer.Argument(..., help="YAML preset of the method, e.g. configs/fewshot_digits_erm.yaml"),
+    datasets: str = typer.Option("", help="comma-separated datasets (default: the config's)"),
+    seeds: str = typer.Option("1,2,3", help="comma-separated seeds, used as given (0 is valid)"),
+    settings: str = typer.Option("base2new", help="comma-separated: fewshot, base2new, cross"),
+    shots: str = typer.Option("16", help="comma-separated K (images per class)"),
+    methods: str = typer.Option("", help="comma-separated method names or YAML presets (default: the config's)"),
+    cross_source: Optional[str] = typer.Option(None, help="cross: train here (default: first dataset)"),
+    eps: str = typer.Option("1/255", help="comma-separated L∞ radii of the PGD evaluation"),
+    pgd_steps: int = typer.Option(100, help="PGD steps of the evaluation"),
+    pgd_alpha: str = typer.Option("1/255", help="PGD step size"),
+    n_eval: Optional[int] = typer.Option(None, help="fixed seeded subset of each test split"),
+    out: Path = typer.Option(Path("runs/fewshot"), help="protocol folder (one run folder per cell)"),
+    set_: list[str] = typer.Option([], "--set", help="config override, e.g. --set train.epochs=5"),
+    verbose: bool = typer.Option(False, "-v"),
+) -> None:
+    """Run (or resume) a few-shot protocol and write OUT/table.md and OUT/table.json."""
+    from robustune.config import load_config
+    from robustune.engine.trainer import TrainingDivergedError
+    from robustune.fewshot import ProtocolConfig, run_protocol
+    from robustune.fewshot.protocol import source_of
+    from robustune.models.factory import WeightsUnavailableError
+
+    setup_logging(verbose)
+    try:
+        cfg = load_config(config, set_)
+        alpha = parse_number(pgd_alpha)
+        if not isinstance(alpha, float):
+            raise ConfigError(f"--pgd-alpha must be a number like 1/255, got {pgd_alpha!r}")
+        protocol = ProtocolConfig(
+            datasets=parse_list(datasets) or [source_of(cfg)], seeds=_ints(seeds, "seeds"),
+            settings=parse_list(settings), shots=_ints(shots, "shots"), methods=parse_list(methods),
+            cross_source=cross_source, eps=parse_eps_list(eps), pgd_steps=pgd_steps,
+            pgd_alpha=alpha, n_eval=n_eval)
+        run_protocol(cfg, protocol, out)
+    except (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
+            WeightsUnavailableError, TrainingDivergedError) as exc:
+        fail(str(exc))
+    typer.echo((out / "table.md").read_text())
+    typer.echo(f"tables: {out / 'table.md'} and {out / 'table.json'}")

@@ -1,0 +1,225 @@
+"""The few-shot protocols of CoOp / FAP / ER-APT (spec §6) as a grid of resumable cells.
+
+A protocol is datasets × settings × shots × methods × seeds. Each cell is one run folder trained by
+the generic engine (:func:`robustune.engine.train`) and evaluated by
+:func:`robustune.eval.evaluate` (natural accuracy and PGD, by default PGD-100 at ε = α = 1/255):
+
+- ``fewshot``: K shots of every class, evaluated on the whole test split;
+- ``base2new``: K shots of the base classes (first ⌈n/2⌉ by label), evaluated on the base and on
+  the new classes' test images (each with its own class names, labels 0..n_sub-1);
+- ``cross``: K shots of every class of the source dataset, evaluated on the source and on each
+  target dataset's whole test split.
+
+Every cell is expressed as plain configs (``data.name: fewshot`` with ``options.source / subset /
+shots / seed``), so a cell's ``config.yaml`` reproduces it with ``robustune train``. The model of
+an evaluation is rebuilt from the evaluation's config, so a CLIP method builds its text head from
+the evaluated split's ``classes`` and loads only the trained prompts. A finished cell holds
+``cell.json`` and is skipped; an unfinished one resumes from its last checkpoint and its
+evaluations from their ``results.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustune.config import EvalConfig, MethodConfig, RunConfig, load_config
+from robustune.registry import unknown_choice_message
+from robustune.utils import read_json, resolve_device, write_json
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("fewshot", "base2new", "cross")
+CELL_FILE = "cell.json"
+
+
+@dataclass
+class ProtocolConfig:
+    """What to run: the grid and the evaluation (defaults: FAP's PGD-100 at ε = α = 1/255)."""
+
+    datasets: list[str] = field(default_factory=lambda: ["digits"])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    settings: list[str] = field(default_factory=lambda: ["base2new"])
+    shots: list[int] = field(default_factory=lambda: [16])
+    methods: list[str] = field(default_factory=list)  # names or YAML presets; empty = the config's
+    cross_source: str | None = None  # default: the first dataset; targets are the others
+    eps: list[float] = field(default_factory=lambda: [1 / 255])
+    pgd_steps: int = 100
+    pgd_alpha: float | None = 1 / 255
+    n_eval: int | None = None  # fixed seeded subset of each test split (None = all)
+    eval_seed: int = 0
+
+    def validate(self) -> None:
+        for s in self.settings:
+            if s not in SETTINGS:
+                raise ValueError(unknown_choice_message("few-shot setting", s, SETTINGS))
+        if not self.datasets or not self.seeds or not self.shots or not self.settings:
+            raise ValueError("datasets, seeds, shots and settings must each name at least one value")
+        if any(k <= 0 for k in self.shots):
+            raise ValueError(f"shots must be positive, got {self.shots}")
+
+    def eval_config(self) -> EvalConfig:
+        return EvalConfig(suites=["clean", "pgd"], eps=list(self.eps), pgd_steps=self.pgd_steps,
+                          pgd_alpha=self.pgd_alpha, n_examples=self.n_eval, split="test",
+                          seed=self.eval_seed)
+
+
+@dataclass
+class ProtocolCell:
+    """One run of the grid: its training config and one config per evaluation."""
+
+    setting: str
+    dataset: str
+    shots: int
+    method: str
+    seed: int
+    run_dir: Path
+    train_cfg: RunConfig
+    evals: dict[str, RunConfig]
+
+    def key(self) -> dict[str, Any]:
+        return {"setting": self.setting, "dataset": self.dataset, "shots": self.shots,
+                "method": self.method, "seed": self.seed}
+
+
+def source_of(cfg: RunConfig) -> str:
+    """The dataset a config trains on (``options.source`` of a ``fewshot`` dataset)."""
+    return str(cfg.data.options.get("source")) if cfg.data.name == "fewshot" else cfg.data.name
+
+
+def fewshot_config(base: RunConfig, dataset: str, subset: str, shots: int | None, seed: int,
+                   name: str) -> RunConfig:
+    """``base`` trained (or evaluated) on a few-shot class-subset view of ``dataset``."""
+    cfg = copy.deepcopy(base)
+    options = {k: v for k, v in cfg.data.options.items() if k not in ("source", "subset", "shots", "seed")}
+    options.update(source=dataset, subset=subset, shots=shots, seed=seed)
+    cfg.data = dataclasses.replace(cfg.data, name="fewshot", options=options, shots=None,
+                                   train_subset=None, train_split="train", val_split="val",
+                                   test_split="test")
+    cfg.train = dataclasses.replace(cfg.train, seed=seed)
+    cfg.name = name
+    return cfg
+
+
+def eval_only(cfg: RunConfig) -> RunConfig:
+    """An evaluation config: no val split is loaded (ImageNet has none without sampling)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_split=""))
+
+
+def method_configs(base: RunConfig, methods: list[str]) -> dict[str, RunConfig]:
+    """Label → config per method entry: a registered name, or a YAML preset path."""
+    if not methods:
+        return {base.method.name: base}
+    out: dict[str, RunConfig] = {}
+    for entry in methods:
+        if entry.endswith((".yaml", ".yml")):
+            cfg = load_config(entry)
+            label = cfg.method.name if cfg.method.name not in out else Path(entry).stem
+        else:
+            cfg = copy.deepcopy(base)
+            # Params are validated strictly per method: keep them only for the config's own method.
+            params = base.method.params if entry == base.method.name else {}
+            cfg.method = MethodConfig(name=entry, params=dict(params))
+            label = entry
+        out[label] = cfg
+    return out
+
+
+def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[ProtocolCell]:
+    """Every cell of the grid, in a stable order (setting, dataset, shots, method, seed)."""
+    protocol.validate()
+    out_dir = Path(out_dir)
+    cells = []
+    for setting in protocol.settings:
+        sources = protocol.datasets
+        if setting == "cross":
+            sources = [protocol.cross_source or protocol.datasets[0]]
+        for dataset in sources:
+            for shots in protocol.shots:
+                for label, mcfg in method_configs(base, protocol.methods).items():
+                    for seed in protocol.seeds:
+                        run_dir = out_dir / setting / dataset / f"{shots}shot" / label / f"seed{seed}"
+                        name = f"{setting}-{dataset}-{shots}shot-{label}-seed{seed}"
+                        cells.append(_cell(setting, dataset, shots, label, seed, run_dir, name,
+                                           mcfg, protocol))
+    return cells
+
+
+def _cell(setting: str, dataset: str, shots: int, label: str, seed: int, run_dir: Path, name: str,
+          mcfg: RunConfig, protocol: ProtocolConfig) -> ProtocolCell:
+    subset = "base" if setting == "base2new" else "all"
+    train_cfg = fewshot_config(mcfg, dataset, subset, shots, seed, name)
+    if setting == "base2new":
+        evals = {"base": train_cfg, "new": fewshot_config(mcfg, dataset, "new", shots, seed, name)}
+    elif setting == "cross":
+        targets = [d for d in protocol.datasets if d != dataset]
+        evals = {dataset: train_cfg}
+        evals.update({t: fewshot_config(mcfg, t, "all", None, seed, name) for t in targets})
+    else:
+        evals = {"all": train_cfg}
+    return ProtocolCell(setting, dataset, shots, label, seed, run_dir, train_cfg,
+                        {k: eval_only(v) for k, v in evals.items()})
+
+
+def train_cell(cell: ProtocolCell) -> None:
+    """Train the cell's run (skip if finished, resume from the last checkpoint if started)."""
+    from robustune.engine import train
+    from robustune.engine.checkpoint import latest_checkpoint
+
+    if (cell.run_dir / "model.safetensors").is_file():
+        log.info("%s: already trained", cell.run_dir)
+        return
+    resume = latest_checkpoint(cell.run_dir) is not None
+    train(cell.train_cfg, cell.run_dir, resume=resume)
+
+
+def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
+    """Natural and PGD accuracy of the trained cell on each of its evaluation sets."""
+    from robustune.eval import eps_label, evaluate, pgd_key
+    from robustune.eval.model_loading import load_run_model
+
+    ecfg = protocol.eval_config()
+    out: dict[str, Any] = {}
+    for name, cfg in cell.evals.items():
+        model, dataset, classes, info = load_run_model(cfg, cell.run_dir, "test")
+        results = evaluate(model, dataset, ecfg, cell.run_dir / f"eval_{name}", classes=classes,
+                           model_info=info["model"], dataset_info={**info["dataset"], **cfg.data.options},
+                           device=resolve_device(cfg.train.device), batch_size=cfg.data.eval_batch_size)
+        out[name] = {
+            "natural": results.value("clean"),
+            "pgd": {eps_label(eps): results.value(pgd_key(eps, ecfg.pgd_steps)) for eps in ecfg.eps},
+            "n": results.cells["clean"].n,
+            "classes": list(classes),
+        }
+    return out
+
+
+def run_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
+    """Train and evaluate one cell; ``cell.json`` marks it finished (then it is only read)."""
+    path = cell.run_dir / CELL_FILE
+    if path.is_file():
+        log.info("%s: finished, skipped", cell.run_dir)
+        return read_json(path)
+    log.info("cell %s", " ".join(f"{k}={v}" for k, v in cell.key().items()))
+    train_cell(cell)
+    record = {**cell.key(), "run_dir": str(cell.run_dir), "evals": evaluate_cell(cell, protocol),
+              "eval": {"eps": protocol.eps, "pgd_steps": protocol.pgd_steps,
+                       "pgd_alpha": protocol.pgd_alpha, "n_eval": protocol.n_eval}}
+    write_json(path, record)
+    return record
+
+
+def run_protocol(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[dict[str, Any]]:
+    """Run (or resume) every cell, then write ``table.md`` and ``table.json`` into ``out_dir``."""
+    from robustune.fewshot.table import write_tables
+
+    cells = plan_cells(base, protocol, out_dir)
+    log.info("few-shot protocol: %d cells into %s", len(cells), out_dir)
+    records = [run_cell(cell, protocol) for cell in cells]
+    write_tables(records, Path(out_dir))
+    return records
+
