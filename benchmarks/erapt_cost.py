@@ -1,0 +1,139 @@
+"""ER-APT cost, side by side in one run (docs/benchmarks.md, issue 7).
+
+1. One ER-APT training step / one FAP training step, ViT-B-32 (random init) at batch 4,
+   P = 8, G = 3 (goal ≤ 1.5×).
+2. The vectorised evolution (one batched forward per generation) / a straightforward
+   per-image, per-individual loop written here as the reference (goal ≥ 5×), and whether both
+   give the identical population for the same seed.
+
+Usage: ``python benchmarks/erapt_cost.py [--quick] [--repeats N] [--out FILE]``. ``--quick`` uses
+the tiny CLIP architecture at 32 px and one repeat (a smoke test, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from robustune.attacks.evolution import (EvolutionRegion, breed, draw_generation, fitness_from_outputs,
+                                         project_delta)
+
+log = logging.getLogger("erapt_cost")
+
+
+def loop_evolution(attack: EvolutionRegion, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor,
+                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference: the same algorithm and random draws, one image and one individual at a time."""
+    b, p, eps = x.shape[0], attack.size, attack.eps
+    s = math.ceil(p / 2)
+
+    def fitness(i: int, adv: torch.Tensor, clean) -> float:
+        logits, feats = attack.encode(adv[None])
+        return float(fitness_from_outputs(attack.fitness, logits, y[i:i + 1], clean[0], feats, clean[1],
+                                          attack.neighbors)[0])
+
+    noise = torch.rand((b, p - 1, *x.shape[1:]), generator=gen, dtype=x.dtype) * 2 - 1
+    pops, fits, cleans = [], [], []
+    for i in range(b):
+        clean = attack.encode(x[i:i + 1])
+        d0 = start[i] - x[i]
+        members = [d0] + [project_delta(d0 + attack.sigma * eps * noise[i, j], x[i], eps) for j in range(p - 1)]
+        pops.append(members)
+        fits.append([fitness(i, x[i] + d, clean) for d in members])
+        cleans.append(clean)
+    for _ in range(attack.generations if p > 1 else 0):
+        draws = draw_generation(gen, b, s, p - s, tuple(x.shape[1:]), attack.crossover, attack.mutation,
+                                x.device, x.dtype)
+        for i in range(b):
+            order = sorted(range(p), key=lambda j: -fits[i][j])[:s]  # stable: ties keep the lower index
+            survivors, surv_fit = [pops[i][j] for j in order], [fits[i][j] for j in order]
+            children, child_fit = [], []
+            for k in range(p - s):
+                one = type(draws)(draws.parents[i, k], draws.crossover[i, k], draws.gate[i, k],
+                                  draws.mutation[i, k])
+                a, c = survivors[int(one.parents[0])], survivors[int(one.parents[1])]
+                child = project_delta(breed(a, c, one, eps, attack.sigma, attack.p_mut, attack.crossover,
+                                            attack.mutation), x[i], eps)
+                children.append(child)
+                child_fit.append(fitness(i, x[i] + child, cleans[i]))
+            pops[i], fits[i] = survivors + children, surv_fit + child_fit
+    population = torch.stack([torch.stack(m) for m in pops]) + x.unsqueeze(1)
+    return population, torch.tensor(fits)
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def bench_evolution(model, x, y, repeats: int, population: int, generations: int) -> dict:
+    attack = EvolutionRegion(model, eps=1 / 255, population=population, generations=generations,
+                             encoder=model.logits_and_features if hasattr(model, "logits_and_features") else None)
+    start = attack.pgd(x, y, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        t_vec, res = timed(lambda: attack.evolve(x, y, start, torch.Generator().manual_seed(1)), repeats)
+        t_loop, (pop, fit) = timed(lambda: loop_evolution(attack, x, y, start, torch.Generator().manual_seed(1)),
+                                   repeats)
+    return {"vectorised_s": t_vec, "loop_s": t_loop, "speedup": t_loop / t_vec,
+            "identical_population": bool(torch.equal(pop, res.population)),
+            "max_abs_population_diff": float((pop - res.population).abs().max()),
+            "max_abs_fitness_diff": float((fit - res.fitness).abs().max())}
+
+
+def build_model(quick: bool, classes: int):
+    from robustune.clip.zeroshot import create_clip_classifier
+
+    names = [f"class {i}" for i in range(classes)]
+    if quick:
+        from robustune.clip.tiny import register_tiny_clip
+
+        register_tiny_clip()
+        return create_clip_classifier("robustune-tiny-clip", names), 32
+    return create_clip_classifier("ViT-B-32", names), 224
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.manual_seed(0)
+    torch.set_grad_enabled(True)
+    repeats = 1 if args.quick else args.repeats
+    model, size = build_model(args.quick, args.classes)
+    model.eval()
+    x = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(args.batch) % args.classes
+    result = {"setting": {"model": "tiny-clip 32px" if args.quick else "ViT-B-32 (random init) 224px",
+                          "batch": args.batch, "P": 8, "G": 3, "repeats": repeats,
+                          "threads": torch.get_num_threads(), "platform": platform.platform()}}
+    result["evolution"] = bench_evolution(model, x, y, repeats, 8, 3)
+    log.info("evolution: vectorised %.3fs, loop %.3fs → %.1f× (goal ≥ 5×); identical population: %s",
+             result["evolution"]["vectorised_s"], result["evolution"]["loop_s"],
+             result["evolution"]["speedup"], result["evolution"]["identical_population"])
+    if args.out:
+        from robustune.utils import write_json
+
+        write_json(args.out, result)
+    log.info(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
