@@ -1,0 +1,124 @@
+"""The few-shot protocol: the grid of cells, the tables, and `robustune fewshot` end to end + resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from robustune.cli import main
+from robustune.config import load_config
+from robustune.fewshot import ProtocolConfig, harmonic_mean, plan_cells, summarise
+from robustune.fewshot.table import markdown_tables
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fewshot_digits_erm.yaml"
+
+
+def _record(seed: int, base: float, new: float, base_pgd: float, new_pgd: float) -> dict:
+    ev = lambda nat, pgd: {"natural": nat, "pgd": {"1/255": pgd}, "n": 10, "classes": []}  # noqa: E731
+    return {"setting": "base2new", "dataset": "digits", "shots": 16, "method": "fap", "seed": seed,
+            "evals": {"base": ev(base, base_pgd), "new": ev(new, new_pgd)}}
+
+
+def test_table_mean_std_and_harmonic_mean_by_hand():
+    rows = summarise([_record(1, 0.8, 0.4, 0.5, 0.1), _record(2, 0.6, 0.6, 0.3, 0.3)])
+    (row,) = rows
+    base = row["metrics"]["base"]["natural"]
+    assert base["mean"] == pytest.approx(70.0) and base["std"] == pytest.approx(10.0)
+    hm = row["metrics"]["hm"]["natural"]
+    assert hm["values"] == pytest.approx([100 * 2 * 0.8 * 0.4 / 1.2, 60.0])
+    assert hm["hm_of_means"] == pytest.approx(100 * harmonic_mean(0.7, 0.5))
+    assert harmonic_mean(0.0, 0.0) == 0.0
+    md = markdown_tables(rows)
+    assert "| digits | 16 | fap | 2 | 70.0 ± 10.0 | 50.0 ± 10.0 | 58.3 ± 3.3 |" in md
+    assert "HM PGD 1/255" in md
+
+
+def test_plan_cells_grid_seed_zero_and_cross_targets(tmp_path: Path):
+    base = load_config(CONFIG, ["method.params={}"])
+    proto = ProtocolConfig(datasets=["digits", "caltech101"], seeds=[0, 3], settings=["base2new", "cross"],
+                           shots=[4], methods=["erm", "pgd_at"])
+    cells = plan_cells(base, proto, tmp_path)
+    b2n = [c for c in cells if c.setting == "base2new"]
+    cross = [c for c in cells if c.setting == "cross"]
+    assert len(b2n) == 2 * 2 * 2 and len(cross) == 2 * 2  # cross trains on the first dataset only
+    cell = b2n[0]
+    assert cell.seed == 0 and cell.train_cfg.train.seed == 0 and cell.train_cfg.data.options["seed"] == 0
+    assert cell.train_cfg.data.name == "fewshot" and cell.train_cfg.data.shots is None
+    assert cell.train_cfg.data.options == {"source": "digits", "subset": "base", "shots": 4, "seed": 0}
+    assert cell.evals["new"].data.options["subset"] == "new"
+    assert cell.run_dir == tmp_path / "base2new" / "digits" / "4shot" / "erm" / "seed0"
+    c = cross[0]
+    assert list(c.evals) == ["digits", "caltech101"]
+    assert c.evals["caltech101"].data.options == {"source": "caltech101", "subset": "all", "shots": None,
+                                                  "seed": 0}
+    assert {x.method for x in cells} == {"erm", "pgd_at"}
+    with pytest.raises(ValueError, match="base2new"):
+        plan_cells(base, ProtocolConfig(settings=["base2nwe"]), tmp_path)
+
+
+def _cli(out: Path, *extra: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["fewshot", str(CONFIG), "--seeds", "0", "--shots", "1", "--settings", "base2new",
+              "--pgd-steps", "1", "--n-eval", "20", "--out", str(out), "--set", "data.batch_size=5",
+              *extra])
+    assert exc.value.code in (0, None)
+
+
+def test_fewshot_command_end_to_end_and_resume(tmp_path: Path, monkeypatch):
+    out = tmp_path / "proto"
+    _cli(out)
+    run = out / "base2new" / "digits" / "1shot" / "erm" / "seed0"
+    for name in ("model.safetensors", "cell.json", "eval_base/results.json", "eval_new/results.json"):
+        assert (run / name).is_file(), name
+    md = (out / "table.md").read_text()
+    assert "### Base-to-new" in md and "| digits | 1 | erm | 1 |" in md
+    cfg = load_config(run / "config.yaml")
+    assert cfg.data.options["subset"] == "base" and cfg.data.options["shots"] == 1
+
+    import robustune.engine as engine
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell must not be trained again")
+
+    monkeypatch.setattr(engine, "train", no_training)
+    stamp = (run / "cell.json").stat().st_mtime_ns
+    _cli(out)  # finished: only the tables are rewritten
+    assert (run / "cell.json").stat().st_mtime_ns == stamp
+
+    (run / "cell.json").unlink()  # interrupted during evaluation: only "new" is measured again
+    (run / "eval_new" / "results.json").unlink()
+    base_stamp = (run / "eval_base" / "results.json").stat().st_mtime_ns
+    _cli(out)
+    assert (run / "cell.json").is_file() and (run / "eval_new" / "results.json").is_file()
+    import json
+
+    record = json.loads((run / "cell.json").read_text())
+    assert record["evals"]["new"]["classes"] == ["five", "six", "seven", "eight", "nine"]
+    assert record["evals"]["base"]["classes"] == ["zero", "one", "two", "three", "four"]
+    for ev in record["evals"].values():
+        assert 0 <= ev["pgd"]["1/255"] <= ev["natural"] <= 1 and ev["n"] == 20
+    assert (run / "eval_base" / "results.json").stat().st_mtime_ns >= base_stamp
+    assert not math.isnan(json.loads((out / "table.json").read_text())["rows"][0]["metrics"]["hm"]
+                          ["natural"]["mean"])
+
+
+def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatch):
+    import robustune.engine as engine
+    from robustune.fewshot.protocol import train_cell
+
+    cell = plan_cells(load_config(CONFIG), ProtocolConfig(seeds=[0], shots=[1]), tmp_path)[0]
+    calls = []
+    monkeypatch.setattr(engine, "train", lambda cfg, run_dir, resume=False: calls.append(resume))
+    train_cell(cell)
+    monkeypatch.setattr("robustune.engine.checkpoint.latest_checkpoint", lambda d: d / "checkpoints")
+    train_cell(cell)
+    assert calls == [False, True]
+
+
+def test_fewshot_command_reports_bad_input(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fewshot", str(CONFIG), "--settings", "zeroshot", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "base2new, cross, fewshot" in capsys.readouterr().err
