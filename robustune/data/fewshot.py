@@ -39,7 +39,7 @@ SUBSETS = ("all", "base", "new")
 VAL_SHOTS_MAX = 4
 DEFAULT_TEMPLATE = "a photo of a {}."
 # Templates of registered datasets that do not carry a ``template`` attribute themselves.
-TEMPLATES = {"digits": "a photo of the number {}."}
+TEMPLATES = {"digits": "a photo of the digit {}."}  # as robustune.clip.templates
 
 
 def base_new_labels(num_classes: int) -> tuple[list[int], list[int]]:
