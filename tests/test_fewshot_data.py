@@ -82,8 +82,9 @@ def test_fgvc_aircraft_reads_its_txt_splits(tmp_path: Path):
 def test_split_file_datasets_and_templates(tmp_path: Path):
     ddir = tmp_path / "dtd"
     _class_tree(ddir / "images", ["banded", "zig_zagged"], 2)
-    split = {"train": [["banded/banded_000.png", 0, "banded"], ["zig_zagged/zig_zagged_000.png", 1, "zig_zagged"]],
-             "val": [["banded/banded_001.png", 0, "banded"]], "test": [["zig_zagged/zig_zagged_001.png", 1, "zig_zagged"]]}
+    zig = lambda i: [f"zig_zagged/zig_zagged_00{i}.png", 1, "zig_zagged"]  # noqa: E731
+    split = {"train": [["banded/banded_000.png", 0, "banded"], zig(0)],
+             "val": [["banded/banded_001.png", 0, "banded"]], "test": [zig(1)]}
     (ddir / "split_zhou_DescribableTextures.json").write_text(json.dumps(split))
     ds = create_dataset("dtd", "train", root=str(tmp_path))
     assert ds.classes == ["banded", "zig zagged"] and ds.template == "{} texture."

@@ -1,4 +1,4 @@
-"""``robustune fewshot``: run a whole few-shot protocol (datasets × settings × shots × methods × seeds)."""
+"""``robustune fewshot``: a whole few-shot protocol (datasets × settings × shots × methods × seeds)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ def _ints(text: str, what: str) -> list[int]:
 
 @app.command()
 def fewshot(
-    config: Path = typer.Argument(..., help="YAML preset of the method, e.g. configs/fewshot_digits_erm.yaml"),
+    config: Path = typer.Argument(..., help="method preset, e.g. configs/fewshot_digits_erm.yaml"),
     datasets: str = typer.Option("", help="comma-separated datasets (default: the config's)"),
     seeds: str = typer.Option("1,2,3", help="comma-separated seeds, used as given (0 is valid)"),
     settings: str = typer.Option("base2new", help="comma-separated: fewshot, base2new, cross"),
     shots: str = typer.Option("16", help="comma-separated K (images per class)"),
-    methods: str = typer.Option("", help="comma-separated method names or YAML presets (default: the config's)"),
+    methods: str = typer.Option("", help="comma-separated method names or YAML presets "
+                                "(default: the config's)"),
     cross_source: Optional[str] = typer.Option(None, help="cross: train here (default: first dataset)"),
     eps: str = typer.Option("1/255", help="comma-separated L∞ radii of the PGD evaluation"),
     pgd_steps: int = typer.Option(100, help="PGD steps of the evaluation"),

@@ -207,7 +207,8 @@ def read_fgvc_aircraft(ddir: Path, image_dir: Path) -> dict[str, Items]:
                 continue
             image_id, variant = line.strip().split(" ", 1)
             if variant not in label_of:
-                raise ValueError(f"fgvc_aircraft: variant {variant!r} of image {image_id} is not in variants.txt")
+                raise ValueError(f"fgvc_aircraft: variant {variant!r} of image {image_id} "
+                                 "is not in variants.txt")
             items.append((str(image_dir / f"{image_id}.jpg"), label_of[variant], variant))
         out[split] = items
     return out
@@ -224,19 +225,22 @@ def read_imagenet(ddir: Path, image_dir: Path) -> tuple[dict[str, Items], list[s
     wnids = sorted(e.name for e in os.scandir(image_dir / "train") if e.is_dir())
     unnamed = [w for w in wnids if w not in name_of]
     if unnamed:
-        raise ValueError(f"fewshot_imagenet: {len(unnamed)} wnid folder(s) not in classnames.txt, e.g. {unnamed[0]}")
+        raise ValueError(f"fewshot_imagenet: {len(unnamed)} wnid folder(s) not in classnames.txt, "
+                         f"e.g. {unnamed[0]}")
     out: dict[str, Items] = {"val": []}
     for split, folder in (("train", "train"), ("test", "val")):
         items = []
         for label, wnid in enumerate(wnids):
             sub = image_dir / folder / wnid
-            files = sorted(str(p) for p in sub.iterdir() if p.suffix.lower() in IMG_EXTENSIONS) if sub.is_dir() else []
+            files = sorted(str(p) for p in sub.iterdir()
+                           if p.suffix.lower() in IMG_EXTENSIONS) if sub.is_dir() else []
             items.extend((f, label, name_of[wnid]) for f in files)
         out[split] = items
     return out, [name_of[w] for w in wnids]
 
 
-def read_coop_items(spec: CoOpSpec, root: str | os.PathLike | None) -> tuple[dict[str, Items], list[str], Path]:
+def read_coop_items(spec: CoOpSpec, root: str | os.PathLike | None
+                    ) -> tuple[dict[str, Items], list[str], Path]:
     """All splits of one CoOp dataset as (path, label, class name) items, with the class names."""
     ddir = dataset_dir(spec, root)
     image_dir = ddir / spec.image_dir if spec.image_dir else ddir
@@ -252,7 +256,8 @@ def read_coop_items(spec: CoOpSpec, root: str | os.PathLike | None) -> tuple[dic
                     spec.registry_name, spec.split_file, ddir)
         items = split_class_folders(image_dir, spec.ignored, spec.renamed)
     else:
-        raise FileNotFoundError(f"{spec.registry_name}: split file {str(ddir / spec.split_file)!r} not found; "
+        raise FileNotFoundError(f"{spec.registry_name}: split file {str(ddir / spec.split_file)!r} "
+                                "not found; "
                                 "download it from CoOp's DATASETS.md (see docs/fewshot.md)")
     items = drop_classes(items, spec.ignored)
     return items, class_names_from_items(items["train"] + items["val"] + items["test"]), ddir

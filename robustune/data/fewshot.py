@@ -165,17 +165,21 @@ def fewshot(split: str = "train", source: str | None = None, subset: str = "all"
                          "e.g. source: digits")
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown few-shot split {split!r}; valid: train, val, test")
-    if split == "test" or (split == "val" and shots is None):
-        parent = _optional_split(source, split, kwargs) if split == "val" else create_dataset(source, split, **kwargs)
+    if split == "test":
+        parent = create_dataset(source, split, **kwargs)
+        indices = list(range(len(parent)))
+    elif split == "val" and shots is None:
+        parent = _optional_split(source, split, kwargs)
         if parent is None:
-            raise MissingSplitError(f"{source} has no val split; set data.options.shots to draw val from train")
+            raise MissingSplitError(f"{source} has no val split; "
+                                    "set data.options.shots to draw val from train")
         indices = list(range(len(parent)))
     else:
         train_set = create_dataset(source, "train", **kwargs)
-        val_set = _optional_split(source, "val", kwargs)
         if shots is None:
             parent, indices = train_set, list(range(len(train_set)))
         else:
+            val_set = _optional_split(source, "val", kwargs)
             val_targets = list(getattr(val_set, "targets")) if val_set is not None else None
             path = kshot_cache_path(source, kwargs.get("root"), shots, seed) if cache else None
             record = kshot_indices(list(getattr(train_set, "targets")), val_targets, shots, seed, path)
