@@ -11,6 +11,7 @@ from robustune.data import folder as _folder  # noqa: F401,E402
 from robustune.data import torchvision_sets as _tv  # noqa: F401,E402
 from robustune.data import coop as _coop  # noqa: F401,E402
 from robustune.data import fewshot as _fewshot  # noqa: F401,E402
+from robustune.data import benchmarks as _benchmarks  # noqa: F401,E402
 
 __all__ = [
     "DATASETS",

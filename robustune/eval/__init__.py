@@ -14,6 +14,7 @@ from robustune.eval.suites import (
     pgd_key,
     register_suite,
 )
+from robustune.eval import ood_suites as _ood_suites  # noqa: F401,E402  (corruptions, imagenet-a/r/p)
 
 __all__ = [
     "CHECKS", "Cell", "EvalContext", "EvalResults", "SUITES", "accuracy", "attack_outcomes",

@@ -76,6 +76,7 @@ class CorruptionSummary:
     relative_ce: dict[str, float] = field(default_factory=dict)
     relative_mce: float | None = None
     clean_error: float | None = None
+    relative_note: str | None = None  # why relative mCE is undefined, when it is
 
 
 def mean_error(errors: Mapping[int, float], severities: Sequence[int] | None = None) -> float:
@@ -136,9 +137,13 @@ def summarize_corruptions(errors: ErrorTable, clean_error: float | None = None,
     summary.ce = {c: 100 * corruption_error(errors[c], c, reference) for c in corruptions}
     summary.mce = float(np.mean(list(summary.ce.values())))
     if clean_error is not None and reference.clean_error is not None:
-        summary.relative_ce = {c: 100 * relative_corruption_error(errors[c], clean_error, c, reference)
-                               for c in corruptions}
-        summary.relative_mce = float(np.mean(list(summary.relative_ce.values())))
+        try:
+            summary.relative_ce = {c: 100 * relative_corruption_error(errors[c], clean_error, c, reference)
+                                   for c in corruptions}
+        except ValueError as exc:  # the reference lost no accuracy on some corruption
+            summary.relative_note = str(exc)
+        else:
+            summary.relative_mce = float(np.mean(list(summary.relative_ce.values())))
     return summary
 
 
@@ -150,7 +155,8 @@ def _require_all_severities(errors: Mapping[int, float], corruption: str, ref: R
 
 def _positive(value: float, ref: ReferenceErrors, corruption: str) -> float:
     if value <= 0:
-        raise ValueError(f"reference {ref.name!r} has zero error on {corruption!r}: CE is undefined")
+        raise ValueError(f"reference {ref.name!r} has zero error (or no error increase, for relative CE) "
+                         f"on {corruption!r}: the ratio is undefined")
     return value
 
 
@@ -214,9 +220,10 @@ def top5_distance_pair(logits_a: torch.Tensor | np.ndarray, logits_b: torch.Tens
     order_a = np.argsort(-np.asarray(logits_a), kind="stable")
     rank_b = np.empty(len(order_a), dtype=int)
     rank_b[np.argsort(-np.asarray(logits_b), kind="stable")] = np.arange(1, len(order_a) + 1)
-    sigma = np.minimum(rank_b[order_a[:5]], 6)
+    k = min(5, len(order_a))  # fewer than 5 classes: the top-k distance
+    sigma = np.minimum(rank_b[order_a[:k]], 6)
     g = _top5_cum()
-    return float(np.abs(g[np.arange(1, 6) - 1] - g[sigma - 1]).sum())
+    return float(np.abs(g[np.arange(k)] - g[sigma - 1]).sum())
 
 
 def top5_distance(logits: torch.Tensor | np.ndarray, noise: bool, step: int = 1) -> float:

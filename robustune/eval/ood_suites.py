@@ -1,0 +1,312 @@
+"""Out-of-distribution suites: ``corruptions`` (ImageNet-C style), ``imagenet-a``, ``imagenet-r``, ``imagenet-p``.
+
+Options (``robustune eval --option key=value`` → ``EvalContext.options``):
+
+- ``corruption_root``: an ImageNet-C style tree, a generated set (``robustune corrupt``) or a
+  CIFAR-C folder. ``corruptions`` (default: all present) and ``severities`` (default: all present)
+  select cells. ``reference_results``: a results.json (or its run / eval folder) whose corruption
+  cells normalise CE / mCE; ``normalizer``: ``auto`` (reference if given, else the AlexNet table
+  for a 1000-class model with all 15 × 5 ImageNet-C cells, else none) | ``alexnet`` | ``none``.
+- ``imagenet_a_root`` / ``imagenet_r_root``: 200 wnid folders each.
+- ``imagenet_p_root``; ``perturbations``; ``imagenet_p_reference``: a results.json or a mapping
+  perturbation → flip probability (and ``imagenet_p_reference_t5d``) normalising FR / mFR / mT5D;
+  ``max_sequences`` caps sequences per perturbation.
+
+One cell per (corruption, severity), so an interrupted evaluation resumes cell by cell; the
+summary cells (mCE, relative mCE, CE per corruption, mean corruption accuracy) are recomputed from
+the stored cells on every run (cheap), so they always match the cells and the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from robustune.data.benchmarks import (
+    PerturbationSequences,
+    available_cells,
+    corruption_cell,
+    imagenet_subset_indices,
+)
+from robustune.data.splits import model_input_options
+from robustune.eval import corruption_metrics as cm
+from robustune.eval.clean import predict
+from robustune.eval.results import Cell, EvalResults, save_per_sample
+from robustune.eval.suites import EvalContext, register_suite
+
+log = logging.getLogger(__name__)
+SUITE = "corruptions"
+
+
+def corruption_key(corruption: str, severity: int) -> str:
+    return f"{SUITE}/{corruption}/{severity}"
+
+
+def _listify(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+
+
+def selected_cells(root: str | Path, options: Mapping[str, Any]) -> dict[str, list[int]]:
+    """The (corruption → severities) to evaluate: those present, filtered by the options."""
+    from robustune.corruptions import resolve_corruptions, resolve_severities
+
+    present = available_cells(root)
+    if not present:
+        raise FileNotFoundError(f"no <corruption>/<severity>/ folders or CIFAR-C arrays under {str(root)!r}")
+    wanted = resolve_corruptions(options["corruptions"]) if options.get("corruptions") else list(present)
+    sev = resolve_severities(options["severities"]) if options.get("severities") else None
+    missing = [c for c in wanted if c not in present]
+    if missing and options.get("corruptions"):
+        raise FileNotFoundError(f"corruption(s) {', '.join(missing)} not found under {root}")
+    return {c: [s for s in present[c] if sev is None or s in sev] for c in wanted if c in present}
+
+
+def _input_size(model: nn.Module) -> int:
+    return int(getattr(model, "input_size", (3, 224, 224))[-1])
+
+
+def _fit_to_model(ds: Dataset, model: nn.Module) -> Dataset:
+    """Evaluate images at their own size when it matches the model; else resize + centre-crop (logged)."""
+    size = _input_size(model)
+    if tuple(ds[0][0].shape[-2:]) != (size, size):
+        log.info("corrupted images are %s, the model takes %d px: resizing", tuple(ds[0][0].shape[-2:]), size)
+        ds.transform = model_input_options(model)["transform"]
+    return ds
+
+
+def _folder_classes(ctx: EvalContext, root: Path, corruption: str, severity: int) -> list[str] | None:
+    cell = root / corruption / str(severity)
+    if ctx.classes and cell.is_dir() and all((cell / c).is_dir() for c in ctx.classes):
+        return list(ctx.classes)
+    return None  # manifest order, else sorted folders
+
+
+@register_suite(SUITE)
+def corruptions_suite(ctx: EvalContext):
+    root = ctx.options.get("corruption_root")
+    if not root:
+        raise ValueError("the corruptions suite needs --option corruption_root=DIR (an ImageNet-C style "
+                         "tree, a CIFAR-C folder, or one made by `robustune corrupt`)")
+    root = Path(root)
+    cells = selected_cells(root, ctx.options)
+    for corruption, severities in cells.items():
+        for severity in severities:
+            key = corruption_key(corruption, severity)
+
+            def compute(c: str = corruption, s: int = severity, key: str = key) -> Cell:
+                ds = corruption_cell(root, c, s, classes=_folder_classes(ctx, root, c, s))
+                pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device)
+                correct = pred == y
+                save_per_sample(ctx.out_dir, key, correct=correct, pred=pred, label=y)
+                return Cell.from_outcomes(key, SUITE, "top1_accuracy", correct, corruption=c, severity=s,
+                                          error=1 - correct.float().mean().item(), root=str(root))
+
+            yield key, compute
+    yield f"{SUITE}/summary", lambda: corruption_summary_cells(ctx.results, ctx.options,
+                                                              n_classes=len(ctx.classes))
+
+
+def corruption_errors(results: EvalResults) -> dict[str, dict[int, float]]:
+    """corruption → severity → top-1 error, from a results' per-cell accuracies."""
+    errors: dict[str, dict[int, float]] = {}
+    for cell in results.cells.values():
+        if cell.suite == SUITE and cell.metric == "top1_accuracy":
+            errors.setdefault(cell.details["corruption"], {})[int(cell.details["severity"])] = 1 - cell.value
+    return errors
+
+
+def load_results(path: str | Path) -> EvalResults:
+    """results.json, or the folder that holds it (an eval folder, or a run folder with eval/)."""
+    path = Path(path)
+    for candidate in (path, path / "results.json", path / "eval" / "results.json"):
+        if candidate.is_file():
+            return EvalResults.load(candidate)
+    raise FileNotFoundError(f"no results.json at {str(path)!r} (nor in {path}/ or {path}/eval/)")
+
+
+def model_label(results: EvalResults, fallback: str = "model") -> str:
+    m = results.model or {}
+    return str(m.get("run_name") or m.get("name") or fallback)
+
+
+def reference_from_results(path: str | Path) -> cm.ReferenceErrors:
+    """A reference model's corruption errors and clean error, named after its run."""
+    res = load_results(path)
+    errors = corruption_errors(res)
+    if not errors:
+        raise ValueError(f"reference results {path} have no corruption cells; evaluate the reference "
+                         "model with --suite clean,corruptions on the same corrupted set first")
+    clean = 1 - res.cells["clean"].value if "clean" in res.cells else None
+    return cm.ReferenceErrors(name=f"reference model: {model_label(res, str(path))}", errors=errors,
+                              clean_error=clean)
+
+
+def _choose_reference(options: Mapping[str, Any], errors: dict, n_classes: int) -> cm.ReferenceErrors | None:
+    mode = str(options.get("normalizer", "auto")).lower()
+    if mode == "none":
+        return None
+    if options.get("reference_results") and mode in ("auto", "reference"):
+        return reference_from_results(options["reference_results"])
+    full = all(sorted(errors.get(c, {})) == [1, 2, 3, 4, 5] for c in cm.COMMON_CORRUPTIONS)
+    if mode == "alexnet" or (mode == "auto" and full and n_classes == 1000):
+        return cm.alexnet_reference(float(options.get("alexnet_clean_error", cm.ALEXNET_CLEAN_ERROR)))
+    log.info("no CE normaliser (give --option reference_results=RUN for mCE); reporting mean corruption accuracy")
+    return None
+
+
+def corruption_summary_cells(results: EvalResults, options: Mapping[str, Any], n_classes: int = 0) -> list[Cell]:
+    """mean corruption accuracy, and with a normaliser mCE, relative mCE and CE per corruption."""
+    errors = corruption_errors(results)
+    if not errors:
+        return []
+    clean = 1 - results.cells["clean"].value if "clean" in results.cells else None
+    n = sum(c.n or 0 for c in results.cells.values() if c.suite == SUITE and c.metric == "top1_accuracy")
+    reference = _choose_reference(options, errors, n_classes)
+    try:
+        summary = cm.summarize_corruptions(errors, clean, reference)
+    except ValueError as exc:
+        log.warning("mCE not computed: %s", exc)
+        summary = cm.summarize_corruptions(errors, clean, None)
+    common = {"corruptions": summary.corruptions, "severities": summary.severities}
+    out = [Cell(f"{SUITE}/mean_corruption_accuracy", SUITE, "mean_corruption_accuracy",
+                summary.mean_corruption_accuracy, n=n, details={**common, "note": "mean top-1 accuracy over "
+                "(corruption, severity) cells; not mCE"})]
+    if summary.mce is None:
+        return out
+    norm = {"normalizer": summary.normalizer, "unit": "percent"}
+    out.append(Cell(f"{SUITE}/mCE", SUITE, "mCE", summary.mce, details={**common, **norm, "ce": summary.ce}))
+    out += [Cell(f"{SUITE}/CE/{c}", SUITE, "CE", v, details={**norm, "corruption": c}) for c, v in summary.ce.items()]
+    if summary.relative_mce is not None:
+        out.append(Cell(f"{SUITE}/relative_mCE", SUITE, "relative_mCE", summary.relative_mce,
+                        details={**common, **norm, "relative_ce": summary.relative_ce,
+                                 "clean_error": clean}))
+    return out
+
+
+# ----------------------------------------------------------------------------- ImageNet-A / R
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, dataset: Dataset, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    from robustune.attacks import eval_mode
+    from robustune.data import build_loader
+
+    logits, labels = [], []
+    with eval_mode(model):
+        for x, y in build_loader(dataset, batch_size):
+            logits.append(model(x.to(device)).float().cpu())
+            labels.append(torch.as_tensor(y))
+    return torch.cat(logits), torch.cat(labels)
+
+
+def _subset_suite(name: str):
+    option = f"{name.replace('-', '_')}_root"
+
+    def suite(ctx: EvalContext):
+        root = ctx.options.get(option)
+        if not root:
+            raise ValueError(f"the {name} suite needs --option {option}=DIR (the 200 wnid folders)")
+
+        def compute() -> Cell:
+            from robustune.data import create_dataset
+
+            ds = create_dataset(name, root=root, transform=model_input_options(ctx.model)["transform"])
+            logits, y = predict_logits(ctx.model, ds, ctx.batch_size, ctx.device)
+            correct = cm.subset_top1_correct(logits, y, imagenet_subset_indices(name))
+            save_per_sample(ctx.out_dir, name, correct=correct, label=y)
+            return Cell.from_outcomes(name, name, "top1_accuracy", correct, masked_to_classes=200,
+                                      head_classes=int(logits.shape[1]), root=str(root))
+
+        yield name, compute
+
+    suite.__name__ = name.replace("-", "_")
+    return suite
+
+
+register_suite("imagenet-a")(_subset_suite("imagenet-a"))
+register_suite("imagenet-r")(_subset_suite("imagenet-r"))
+
+
+# ----------------------------------------------------------------------------- ImageNet-P
+
+
+@torch.no_grad()
+def sequence_logits(model: nn.Module, frames: torch.Tensor, device, batch_size: int) -> torch.Tensor:
+    size = _input_size(model)
+    out = []
+    for chunk in frames.split(batch_size):
+        chunk = chunk.to(device)
+        if chunk.shape[-1] != size or chunk.shape[-2] != size:
+            chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(model(chunk).float().cpu())
+    return torch.cat(out)
+
+
+def perturbation_cell(model: nn.Module, seqs: Dataset, perturbation: str, device, batch_size: int,
+                      max_sequences: int | None = None) -> Cell:
+    """Flip probability (and top-5 distance) of one ImageNet-P perturbation."""
+    from robustune.attacks import eval_mode
+
+    noise = perturbation in cm.NOISE_PERTURBATIONS
+    fps, t5ds = [], []
+    with eval_mode(model):
+        for i in range(min(len(seqs), max_sequences or len(seqs))):
+            logits = sequence_logits(model, seqs[i][0], device, batch_size).numpy()
+            fps.append(cm.flip_probability(logits.argmax(1)[None], noise))
+            t5ds.append(cm.top5_distance(logits[None], noise))
+    return Cell(f"imagenet-p/{perturbation}", "imagenet-p", "flip_probability", float(np.mean(fps)),
+                n=len(fps), details={"perturbation": perturbation, "noise_rule": noise,
+                                     "top5_distance": float(np.mean(t5ds))})
+
+
+def _p_reference(options: Mapping[str, Any]) -> tuple[dict[str, float] | None, dict[str, float] | None, str | None]:
+    ref = options.get("imagenet_p_reference")
+    if ref is None:
+        return None, None, None
+    if isinstance(ref, Mapping):
+        return dict(ref), dict(options.get("imagenet_p_reference_t5d") or {}), "user-supplied flip probabilities"
+    res = load_results(ref)
+    cells = [c for c in res.cells.values() if c.suite == "imagenet-p" and c.metric == "flip_probability"]
+    return ({c.details["perturbation"]: c.value for c in cells},
+            {c.details["perturbation"]: c.details["top5_distance"] for c in cells},
+            f"reference model: {model_label(res, str(ref))}")
+
+
+@register_suite("imagenet-p")
+def imagenet_p_suite(ctx: EvalContext):
+    root = ctx.options.get("imagenet_p_root")
+    if not root:
+        raise ValueError("the imagenet-p suite needs --option imagenet_p_root=DIR (<perturbation>/<wnid>/<seq>.mp4)")
+    wanted = _listify(ctx.options.get("perturbations")) or [p for p in cm.PERTURBATIONS if (Path(root) / p).is_dir()]
+    for p in wanted:
+        def compute(p: str = p) -> Cell:
+            return perturbation_cell(ctx.model, PerturbationSequences(root, p), p, ctx.device,
+                                     ctx.batch_size, ctx.options.get("max_sequences"))
+
+        yield f"imagenet-p/{p}", compute
+
+    def summary() -> list[Cell]:
+        cells = [c for c in ctx.results.cells.values() if c.suite == "imagenet-p" and c.metric == "flip_probability"]
+        fp = {c.details["perturbation"]: c.value for c in cells}
+        t5d = {c.details["perturbation"]: c.details["top5_distance"] for c in cells}
+        ref_fp, ref_t5d, name = _p_reference(ctx.options)
+        s = cm.summarize_perturbations(fp, t5d, ref_fp, ref_t5d, name)
+        out = []
+        if s.mfr is not None:
+            out.append(Cell("imagenet-p/mFR", "imagenet-p", "mFR", s.mfr,
+                            details={"normalizer": name, "flip_rate": s.flip_rate, "unit": "percent"}))
+        if s.mt5d is not None:
+            out.append(Cell("imagenet-p/mT5D", "imagenet-p", "mT5D", s.mt5d,
+                            details={"normalizer": name, "top5_rate": s.top5_rate, "unit": "percent"}))
+        return out
+
+    yield "imagenet-p/summary", summary
