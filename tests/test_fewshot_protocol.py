@@ -35,6 +35,21 @@ def test_table_mean_std_and_harmonic_mean_by_hand():
     assert "HM PGD 1/255" in md
 
 
+def test_table_includes_extra_robust_suites_and_cross_average():
+    recs = []
+    for seed, (src, tgt, aa) in enumerate([(0.9, 0.5, 0.2), (0.7, 0.3, 0.4)]):
+        ev = lambda nat: {"natural": nat, "pgd": {"1/255": nat / 2}, "robust": {"aa/eps=1/255": aa}}  # noqa: E731
+        recs.append({"setting": "cross", "dataset": "digits", "shots": 4, "method": "fap", "seed": seed,
+                     "evals": {"digits": ev(src), "other": ev(tgt), "third": ev(tgt + 0.1)}})
+    (row,) = summarise(recs)
+    avg = row["metrics"]["targets_average"]
+    assert avg["natural"]["values"] == pytest.approx([55.0, 35.0])
+    assert avg["aa/eps=1/255"]["mean"] == pytest.approx(30.0)
+    md = markdown_tables([row])
+    assert "| digits | 4 | fap | 2 | average of targets | 45.0 ± 10.0 |" in md
+    assert "aa/eps=1/255: 30.0 ± 10.0" in md and "| digits | 80.0 ± 10.0 | PGD 1/255: 40.0 ± 5.0 /" in md
+
+
 def test_plan_cells_grid_seed_zero_and_cross_targets(tmp_path: Path):
     base = load_config(CONFIG, ["method.params={}"])
     proto = ProtocolConfig(datasets=["digits", "caltech101"], seeds=[0, 3], settings=["base2new", "cross"],
@@ -56,12 +71,15 @@ def test_plan_cells_grid_seed_zero_and_cross_targets(tmp_path: Path):
     assert {x.method for x in cells} == {"erm", "pgd_at"}
     with pytest.raises(ValueError, match="base2new"):
         plan_cells(base, ProtocolConfig(settings=["base2nwe"]), tmp_path)
+    with pytest.raises(KeyError, match="pgd"):
+        plan_cells(base, ProtocolConfig(extra_suites=["pgdd"]), tmp_path)
 
 
 def _cli(out: Path, *extra: str) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["fewshot", str(CONFIG), "--seeds", "0", "--shots", "1", "--settings", "base2new",
-              "--pgd-steps", "1", "--n-eval", "20", "--out", str(out), "--set", "data.batch_size=5",
+              "--pgd-steps", "1", "--n-eval", "10", "--out", str(out), "--set", "data.batch_size=5",
+              "--set", "train.eval_every=0",
               *extra])
     assert exc.value.code in (0, None)
 
@@ -98,7 +116,7 @@ def test_fewshot_command_end_to_end_and_resume(tmp_path: Path, monkeypatch):
     assert record["evals"]["new"]["classes"] == ["five", "six", "seven", "eight", "nine"]
     assert record["evals"]["base"]["classes"] == ["zero", "one", "two", "three", "four"]
     for ev in record["evals"].values():
-        assert 0 <= ev["pgd"]["1/255"] <= ev["natural"] <= 1 and ev["n"] == 20
+        assert 0 <= ev["pgd"]["1/255"] <= ev["natural"] <= 1 and ev["n"] == 10
     assert (run / "eval_base" / "results.json").stat().st_mtime_ns >= base_stamp
     assert not math.isnan(json.loads((out / "table.json").read_text())["rows"][0]["metrics"]["hm"]
                           ["natural"]["mean"])

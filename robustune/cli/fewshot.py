@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from robustune.cli import app, fail, setup_logging
-from robustune.cli.evaluation import parse_eps_list, parse_list
+from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options
 from robustune.config import ConfigError, parse_number
 from robustune.registry import UnknownNameError
 
@@ -34,6 +34,9 @@ def fewshot(
     pgd_steps: int = typer.Option(100, help="PGD steps of the evaluation"),
     pgd_alpha: str = typer.Option("1/255", help="PGD step size"),
     n_eval: Optional[int] = typer.Option(None, help="fixed seeded subset of each test split"),
+    extra_suites: str = typer.Option("", help="more evaluation suites after clean and pgd "
+                                     "(their robust accuracies join the table)"),
+    option: list[str] = typer.Option([], "--option", help="suite option key=value"),
     out: Path = typer.Option(Path("runs/fewshot"), help="protocol folder (one run folder per cell)"),
     set_: list[str] = typer.Option([], "--set", help="config override, e.g. --set train.epochs=5"),
     verbose: bool = typer.Option(False, "-v"),
@@ -55,7 +58,8 @@ def fewshot(
             datasets=parse_list(datasets) or [source_of(cfg)], seeds=_ints(seeds, "seeds"),
             settings=parse_list(settings), shots=_ints(shots, "shots"), methods=parse_list(methods),
             cross_source=cross_source, eps=parse_eps_list(eps), pgd_steps=pgd_steps,
-            pgd_alpha=alpha, n_eval=n_eval)
+            pgd_alpha=alpha, n_eval=n_eval, extra_suites=parse_list(extra_suites),
+            suite_options=parse_options(option))
         run_protocol(cfg, protocol, out)
     except (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
             WeightsUnavailableError, TrainingDivergedError) as exc:

@@ -52,6 +52,8 @@ class ProtocolConfig:
     pgd_alpha: float | None = 1 / 255
     n_eval: int | None = None  # fixed seeded subset of each test split (None = all)
     eval_seed: int = 0
+    extra_suites: list[str] = field(default_factory=list)  # e.g. an AutoAttack suite
+    suite_options: dict[str, Any] = field(default_factory=dict)  # EvalContext.options
 
     def validate(self) -> None:
         for s in self.settings:
@@ -61,9 +63,13 @@ class ProtocolConfig:
             raise ValueError("datasets, seeds, shots and settings must each name at least one value")
         if any(k <= 0 for k in self.shots):
             raise ValueError(f"shots must be positive, got {self.shots}")
+        from robustune.eval import SUITES
+
+        for suite in self.extra_suites:
+            SUITES.get(suite)  # an unknown name fails now, not after the first training
 
     def eval_config(self) -> EvalConfig:
-        return EvalConfig(suites=["clean", "pgd"], eps=list(self.eps), pgd_steps=self.pgd_steps,
+        return EvalConfig(suites=["clean", "pgd", *self.extra_suites], eps=list(self.eps), pgd_steps=self.pgd_steps,
                           pgd_alpha=self.pgd_alpha, n_examples=self.n_eval, split="test",
                           seed=self.eval_seed)
 
@@ -188,10 +194,15 @@ def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any
         model, dataset, classes, info = load_run_model(cfg, cell.run_dir, "test")
         results = evaluate(model, dataset, ecfg, cell.run_dir / f"eval_{name}", classes=classes,
                            model_info=info["model"], dataset_info={**info["dataset"], **cfg.data.options},
-                           device=resolve_device(cfg.train.device), batch_size=cfg.data.eval_batch_size)
+                           device=resolve_device(cfg.train.device), batch_size=cfg.data.eval_batch_size,
+                           options=protocol.suite_options)
+        pgd = {pgd_key(eps, ecfg.pgd_steps): eps_label(eps) for eps in ecfg.eps}
         out[name] = {
             "natural": results.value("clean"),
-            "pgd": {eps_label(eps): results.value(pgd_key(eps, ecfg.pgd_steps)) for eps in ecfg.eps},
+            "pgd": {label: results.value(key) for key, label in pgd.items()},
+            # robust accuracies of the extra suites (e.g. AutoAttack), by cell key
+            "robust": {k: c.value for k, c in results.cells.items()
+                       if c.metric == "robust_accuracy" and k not in pgd},
             "n": results.cells["clean"].n,
             "classes": list(classes),
         }
@@ -208,7 +219,8 @@ def run_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
     train_cell(cell)
     record = {**cell.key(), "run_dir": str(cell.run_dir), "evals": evaluate_cell(cell, protocol),
               "eval": {"eps": protocol.eps, "pgd_steps": protocol.pgd_steps,
-                       "pgd_alpha": protocol.pgd_alpha, "n_eval": protocol.n_eval}}
+                       "pgd_alpha": protocol.pgd_alpha, "n_eval": protocol.n_eval,
+                       "suites": protocol.eval_config().suites}}
     write_json(path, record)
     return record
 

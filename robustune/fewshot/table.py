@@ -36,6 +36,8 @@ def _metric_lists(records: list[dict[str, Any]], name: str) -> dict[str, list[fl
         out["natural"].append(ev["natural"])
         for eps, acc in ev["pgd"].items():
             out[f"pgd {eps}"].append(acc)
+        for key, acc in ev.get("robust", {}).items():
+            out[key].append(acc)
     return out
 
 
@@ -98,8 +100,7 @@ def markdown_tables(rows: list[dict[str, Any]]) -> str:
 
 def _fewshot_table(rows: list[dict[str, Any]]) -> str:
     metrics = _metric_names(rows, "all")
-    head = ["Dataset", "Shots", "Method", "Seeds", *[m.capitalize() if m == "natural" else m.upper()
-                                                       for m in metrics]]
+    head = ["Dataset", "Shots", "Method", "Seeds", *[_label(m) for m in metrics]]
     lines = ["### Few-shot (all classes)", "", _row(head), _row(["---"] * len(head))]
     for r in rows:
         lines.append(_row([r["dataset"], r["shots"], r["method"], len(r["seeds"]),
@@ -111,7 +112,7 @@ def _base2new_table(rows: list[dict[str, Any]]) -> str:
     metrics = _metric_names(rows, "base")
     head = ["Dataset", "Shots", "Method", "Seeds"]
     for m in metrics:
-        tag = "nat" if m == "natural" else m.upper()
+        tag = "nat" if m == "natural" else _label(m)
         head += [f"Base {tag}", f"New {tag}", f"HM {tag}"]
     lines = ["### Base-to-new", "", _row(head), _row(["---"] * len(head))]
     for r in rows:
@@ -125,18 +126,25 @@ def _base2new_table(rows: list[dict[str, Any]]) -> str:
 
 def _cross_table(rows: list[dict[str, Any]]) -> str:
     lines = ["### Cross-dataset (trained on the source, first evaluation row)", ""]
-    head = ["Source", "Shots", "Method", "Seeds", "Evaluated on", "Natural", "PGD"]
+    head = ["Source", "Shots", "Method", "Seeds", "Evaluated on", "Natural", "Robust"]
     lines += [_row(head), _row(["---"] * len(head))]
     for r in rows:
         for name, metrics in r["metrics"].items():
             label = "average of targets" if name == "targets_average" else name
-            pgd = " / ".join(f"{m[4:]}: {_fmt(s)}" for m, s in metrics.items() if m.startswith("pgd"))
+            robust = " / ".join(f"{_label(m)}: {_fmt(s)}" for m, s in metrics.items() if m != "natural")
             lines.append(_row([r["dataset"], r["shots"], r["method"], len(r["seeds"]), label,
-                               _fmt(metrics["natural"]), pgd]))
+                               _fmt(metrics["natural"]), robust]))
     return "\n".join(lines)
 
 
 _SECTIONS = {"fewshot": _fewshot_table, "base2new": _base2new_table, "cross": _cross_table}
+
+
+def _label(metric: str) -> str:
+    """Column label: "Natural", "PGD 1/255", or an extra suite's cell key as is."""
+    if metric == "natural":
+        return "Natural"
+    return "PGD" + metric[3:] if metric.startswith("pgd ") else metric
 
 
 def _row(cells: list[Any]) -> str:
