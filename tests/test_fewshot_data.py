@@ -171,3 +171,22 @@ def test_fewshot_view_errors_are_clear():
         create_dataset("fewshot", "train")
     with pytest.raises(ValueError, match="train, val, test"):
         create_dataset("fewshot", "all", source="digits")
+
+
+SPLIT_FILE_DATASETS = [n for n in SPECS if n not in ("fgvc_aircraft", "fewshot_imagenet")]
+
+
+@pytest.mark.parametrize("name", SPLIT_FILE_DATASETS)
+def test_every_split_file_dataset_reads_its_coop_layout(tmp_path: Path, name: str):
+    spec = SPECS[name]
+    ddir = tmp_path / spec.folder
+    image_dir = ddir / spec.image_dir if spec.image_dir else ddir
+    rows = {s: [[f"sub/{s}_{y}.png", y, f"class_{y}"] for y in range(2)] for s in ("train", "val", "test")}
+    for split_rows in rows.values():
+        for rel, y, _ in split_rows:
+            _png(image_dir / rel, y)
+    (ddir / spec.split_file).write_text(json.dumps(rows))
+    ds = create_dataset(name, "test", root=str(tmp_path))
+    assert ds.classes == ["class 0", "class 1"] and ds.targets == [0, 1]
+    assert ds.template == spec.template and "{}" in ds.template
+    assert [Path(p).name for p, _ in ds.samples] == ["test_0.png", "test_1.png"]
