@@ -1,0 +1,73 @@
+"""``write_report``: several models' results.json side by side, as self-contained HTML or Markdown."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from robustune.report import plots
+from robustune.report.render import render_html, render_markdown
+from robustune.report.tables import (
+    ModelRun,
+    Table,
+    corruption_accuracy_table,
+    corruption_ce_table,
+    load_runs,
+    summary_table,
+)
+from robustune.utils import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+def build_tables(runs: list[ModelRun]) -> list[Table]:
+    tables = [summary_table(runs)]
+    tables += [t for t in (corruption_ce_table(runs), corruption_accuracy_table(runs)) if t is not None]
+    return tables
+
+
+def build_sections(runs: list[ModelRun], analysis_dirs: Sequence[str | Path] | None = None) -> dict[str, list]:
+    return {
+        "Adversarial robustness": [f for f in [plots.accuracy_vs_eps_figure(runs)] if f],
+        "Common corruptions": [f for f in [plots.corruption_severity_figure(runs)] if f],
+        "Analyses (GFN Sec. 3.1)": plots.analysis_figures(runs, [Path(d) for d in analysis_dirs or []]),
+    }
+
+
+def _meta(runs: list[ModelRun]) -> str:
+    datasets = sorted({f"{r.results.dataset.get('name', '?')}/{r.results.dataset.get('split', '?')} "
+                       f"({r.results.dataset.get('n_images', '?')} images)" for r in runs})
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{len(runs)} model(s) · evaluation data: {', '.join(datasets)} · generated {when}"
+
+
+def write_report(result_paths_or_dirs: Sequence[str | Path], out_path: str | Path,
+                 title: str = "Robustness report",
+                 analysis_dirs: Sequence[str | Path] | None = None) -> Path:
+    """Write a comparison report; ``.md`` gives Markdown (+ PNG files), anything else HTML.
+
+    Args:
+        result_paths_or_dirs: results.json files, eval folders or run folders (``<run>/eval``).
+        out_path: ``report.html`` (one self-contained file) or ``report.md``.
+        analysis_dirs: extra folders whose PNGs are embedded (``<run>/analysis`` is found by itself).
+    """
+    runs = load_runs(list(result_paths_or_dirs))
+    out = Path(out_path)
+    tables = build_tables(runs)
+    sections = build_sections(runs, analysis_dirs)
+    meta = _meta(runs)
+    if out.suffix.lower() == ".md":
+        text, files = render_markdown(title, tables, sections, out, meta)
+        for path, data in files.items():
+            from robustune.utils import atomic_path
+
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        write_text_atomic(out, text)
+    else:
+        write_text_atomic(out, render_html(title, runs, tables, sections, meta))
+    out.chmod(0o644)  # temporary files are created 0600; a report is meant to be shared
+    log.info("wrote %s (%d models)", out, len(runs))
+    return out

@@ -1,0 +1,125 @@
+"""The robustness report: numbers from results.json shown unchanged, best per column, self-contained."""
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from robustune.eval.results import Cell, EvalResults
+from robustune.report import write_report
+from robustune.report.tables import format_value, load_runs, parse_eps, summary_table
+
+
+def make_results(path, name, clean, robust, mce, corr):
+    r = EvalResults(model={"run_name": name}, dataset={"name": "digits", "split": "test", "n_images": 360},
+                    seed=0, environment={})
+    r.cells["clean"] = Cell("clean", "clean", "top1_accuracy", clean, 360)
+    for eps, acc in robust.items():
+        key = f"pgd/Linf/eps={eps}/255/steps=10"
+        r.cells[key] = Cell(key, "pgd", "robust_accuracy", acc, 360, details={"threat_model": {"eps": eps / 255}})
+    r.cells["adversarial/apgd-ce/eps=8/255"] = Cell("adversarial/apgd-ce/eps=8/255", "adversarial",
+                                                   "robust_accuracy", robust[8] - 0.01, 360)
+    for s, acc in enumerate(corr, 1):
+        key = f"corruptions/fog/{s}"
+        r.cells[key] = Cell(key, "corruptions", "top1_accuracy", acc, 360,
+                            details={"corruption": "fog", "severity": s})
+    r.cells["corruptions/mCE"] = Cell("corruptions/mCE", "corruptions", "mCE", mce,
+                                      details={"normalizer": "reference model: erm"})
+    r.cells["corruptions/mean_corruption_accuracy"] = Cell(
+        "corruptions/mean_corruption_accuracy", "corruptions", "mean_corruption_accuracy", sum(corr) / len(corr))
+    path.mkdir(parents=True)
+    r.save(path / "results.json")
+    return r
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    a = make_results(tmp_path / "erm" / "eval", "erm", 0.9583333333333334, {2: 0.7, 8: 0.21388888888888888},
+                     100.0, [0.8, 0.6])
+    b = make_results(tmp_path / "gfn" / "eval", "gfn", 0.9444444444444444, {2: 0.75, 8: 0.3}, 87.65432,
+                     [0.85, 0.7])
+    return tmp_path, a, b
+
+
+class Cells(HTMLParser):
+    """Collects (data-key, data-value, shown text, is-best) of every table cell."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self._cur, self.images = [], None, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "td" and "data-value" in attrs:
+            self._cur = [attrs.get("data-key"), attrs["data-value"], "", "best" in (attrs.get("class") or "")]
+        if tag == "img":
+            self.images.append(attrs["src"])
+
+    def handle_data(self, data):
+        if self._cur is not None:
+            self._cur[2] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cur is not None:
+            self.cells.append(tuple(self._cur))
+            self._cur = None
+
+
+def test_html_shows_every_number_unchanged(two_runs):
+    root, a, b = two_runs
+    out = write_report([root / "erm", root / "gfn" / "eval" / "results.json"], root / "report.html", title="T")
+    text = out.read_text()
+    parser = Cells()
+    parser.feed(text)
+    for res in (a, b):
+        for key, cell in res.cells.items():
+            shown = [c for c in parser.cells if c[0] == key and float(c[1]) == cell.value]
+            assert shown, f"{key} = {cell.value!r} missing from the report"
+            # the stored value, exactly (repr round-trips) and its 2-decimal display
+            assert repr(cell.value) in [c[1] for c in shown]
+            assert any(format_value(cell) in c[2] or repr(cell.value) in c[2] for c in shown)
+    assert "95.83" in text and "21.39" in text and "87.65" in text  # % of 0.958333…, 0.213888…; mCE as stored
+    # best per column: higher accuracy, lower mCE
+    best = {(k, v) for k, v, _, is_best in parser.cells if is_best}
+    assert ("clean", repr(0.9583333333333334)) in best
+    assert ("corruptions/mCE", repr(87.65432)) in best
+    assert ("pgd/Linf/eps=8/255/steps=10", repr(0.3)) in best
+    # self-contained: images are inline data, nothing fetched from a network or a server
+    assert parser.images and all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert base64.b64decode(parser.images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r"""(src|href)=['"]?(https?:)?//""", text)
+    assert "reference model: erm" in text
+
+
+def test_markdown_report_and_best_marking(two_runs):
+    root, _, _ = two_runs
+    out = write_report([root / "erm", root / "gfn"], root / "r.md")
+    text = out.read_text()
+    assert "| erm | **95.83** |" in text
+    assert "**87.65**" in text and "| 100.00 |" in text
+    pngs = list((root / "r_files").glob("*.png"))
+    assert pngs and all(f"r_files/{p.name}" in text for p in pngs)
+
+
+def test_eps_parsing_and_table_columns(two_runs):
+    root, _, _ = two_runs
+    runs = load_runs([root / "erm", root / "gfn"])
+    t = summary_table(runs)
+    keys = [c.key for c in t.columns]
+    assert keys[:3] == ["clean", "corruptions/mean_corruption_accuracy", "corruptions/mCE"]
+    assert "adversarial/apgd-ce/eps=8/255" in keys
+    assert parse_eps("adversarial/apgd-ce/eps=8/255", Cell("k", "a", "robust_accuracy", 0.1)) == pytest.approx(8 / 255)
+    assert parse_eps("pgd/Linf/eps=0.5/steps=3", Cell("k", "a", "robust_accuracy", 0.1)) == 0.5
+    with pytest.raises(FileNotFoundError, match="robustune eval"):
+        load_runs([root / "nothing"])
+
+
+def test_report_cli(two_runs, capsys):
+    from robustune.cli import main
+
+    root, _, _ = two_runs
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(root / "erm"), str(root / "gfn"), "--out", str(root / "cli.html")])
+    assert exc.value.code in (0, None)
+    assert (root / "cli.html").read_text().startswith("<!doctype html>")
