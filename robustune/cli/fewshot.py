@@ -59,7 +59,7 @@ def fewshot(
             settings=parse_list(settings), shots=_ints(shots, "shots"), methods=parse_list(methods),
             cross_source=cross_source, eps=parse_eps_list(eps), pgd_steps=pgd_steps,
             pgd_alpha=alpha, n_eval=n_eval, extra_suites=parse_list(extra_suites),
-            suite_options=parse_options(option))
+            suite_options=parse_options(option), overrides=list(set_))
         run_protocol(cfg, protocol, out)
     except (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
             WeightsUnavailableError, TrainingDivergedError) as exc:

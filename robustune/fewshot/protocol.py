@@ -54,6 +54,7 @@ class ProtocolConfig:
     eval_seed: int = 0
     extra_suites: list[str] = field(default_factory=list)  # e.g. an AutoAttack suite
     suite_options: dict[str, Any] = field(default_factory=dict)  # EvalContext.options
+    overrides: list[str] = field(default_factory=list)  # ``--set`` items, also for method presets
 
     def validate(self) -> None:
         for s in self.settings:
@@ -69,9 +70,9 @@ class ProtocolConfig:
             SUITES.get(suite)  # an unknown name fails now, not after the first training
 
     def eval_config(self) -> EvalConfig:
-        return EvalConfig(suites=["clean", "pgd", *self.extra_suites], eps=list(self.eps), pgd_steps=self.pgd_steps,
-                          pgd_alpha=self.pgd_alpha, n_examples=self.n_eval, split="test",
-                          seed=self.eval_seed)
+        return EvalConfig(suites=["clean", "pgd", *self.extra_suites], eps=list(self.eps),
+                          pgd_steps=self.pgd_steps, pgd_alpha=self.pgd_alpha,
+                          n_examples=self.n_eval, split="test", seed=self.eval_seed)
 
 
 @dataclass
@@ -116,14 +117,15 @@ def eval_only(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_split=""))
 
 
-def method_configs(base: RunConfig, methods: list[str]) -> dict[str, RunConfig]:
-    """Label → config per method entry: a registered name, or a YAML preset path."""
+def method_configs(base: RunConfig, methods: list[str],
+                   overrides: list[str] | None = None) -> dict[str, RunConfig]:
+    """Label → config per method entry: a registered name, or a YAML preset (with ``overrides``)."""
     if not methods:
         return {base.method.name: base}
     out: dict[str, RunConfig] = {}
     for entry in methods:
         if entry.endswith((".yaml", ".yml")):
-            cfg = load_config(entry)
+            cfg = load_config(entry, list(overrides or []))
             label = cfg.method.name if cfg.method.name not in out else Path(entry).stem
         else:
             cfg = copy.deepcopy(base)
@@ -146,7 +148,7 @@ def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -
             sources = [protocol.cross_source or protocol.datasets[0]]
         for dataset in sources:
             for shots in protocol.shots:
-                for label, mcfg in method_configs(base, protocol.methods).items():
+                for label, mcfg in method_configs(base, protocol.methods, protocol.overrides).items():
                     for seed in protocol.seeds:
                         run_dir = out_dir / setting / dataset / f"{shots}shot" / label / f"seed{seed}"
                         name = f"{setting}-{dataset}-{shots}shot-{label}-seed{seed}"
