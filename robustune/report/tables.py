@@ -152,7 +152,14 @@ def is_adversarial(key: str, cell: Cell) -> bool:
 
 
 def adversarial_title(key: str, cell: Cell) -> str:
-    return key + " (%)"
+    """``pgd/Linf/eps=8/255/steps=10`` → ``PGD-10 Linf ε=8/255 (%)``; other keys keep their parts."""
+    parts = key.split("/")
+    eps = re.search(r"eps=([0-9.]+(?:/[0-9.]+)?)", key)
+    steps = re.search(r"steps=(\d+)", key)
+    if parts[0] == "pgd" and eps:
+        return f"PGD-{steps.group(1) if steps else '?'} {parts[1]} ε={eps.group(1)} (%)"
+    rest = [p for p in parts[1:] if not p.startswith("eps=") and not p.replace(".", "").isdigit()]
+    return " ".join(rest + ([f"ε={eps.group(1)}"] if eps else [])) + " (%)"
 
 
 def parse_eps(key: str, cell: Cell) -> float | None:

@@ -1,0 +1,59 @@
+"""Error-rank histogram of corruption-induced mistakes (GFN paper Sec. 3.1, Fig. 2).
+
+For the images a model classifies correctly when clean and wrongly when corrupted, the wrong
+class's rank k in the true class's similarity order (k = 1: the most similar other class). GFN's
+observation: these mistakes concentrate on small k, i.e. on neighbouring classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ErrorRankHistogram:
+    corruption: str
+    severity: int | None
+    num_classes: int
+    counts: list[int]  # counts[k - 1]: mistakes whose predicted class has rank k, k = 1..C-1
+    n_clean_correct: int
+    n_mistakes: int
+    model: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def fractions(self) -> list[float]:
+        return [c / self.n_mistakes if self.n_mistakes else 0.0 for c in self.counts]
+
+    @property
+    def mean_rank(self) -> float | None:
+        if not self.n_mistakes:
+            return None
+        return sum((k + 1) * c for k, c in enumerate(self.counts)) / self.n_mistakes
+
+    def top_k_fraction(self, k: int) -> float:
+        """Share of corruption-induced mistakes that land on one of the k nearest classes."""
+        return sum(self.counts[:k]) / self.n_mistakes if self.n_mistakes else 0.0
+
+
+def corruption_error_ranks(clean_pred: torch.Tensor, corrupt_pred: torch.Tensor, labels: torch.Tensor,
+                           ranks: torch.Tensor, corruption: str = "", severity: int | None = None,
+                           model: str = "") -> ErrorRankHistogram:
+    """Histogram of ranks[y, ŷ_corrupted] over images right when clean and wrong when corrupted.
+
+    Args:
+        clean_pred, corrupt_pred, labels: (N,) aligned per source image.
+        ranks: (C, C) with ranks[c, p] the rank of class p for true class c (self 0, nearest 1),
+            as returned by :func:`robustune.gfn.similarity.neighbor_ranks`.
+    """
+    if not (clean_pred.shape == corrupt_pred.shape == labels.shape):
+        raise ValueError("clean predictions, corrupted predictions and labels must be aligned (N,) tensors")
+    num_classes = int(ranks.shape[0])
+    clean_ok = clean_pred == labels
+    induced = clean_ok & (corrupt_pred != labels)
+    k = ranks[labels[induced].long(), corrupt_pred[induced].long()]
+    counts = torch.bincount(k, minlength=num_classes)[1:num_classes]
+    return ErrorRankHistogram(corruption, severity, num_classes, counts.tolist(), int(clean_ok.sum()),
+                              int(induced.sum()), model)
