@@ -1,0 +1,102 @@
+"""GFN Sec. 3.1 analyses: error ranks on hand-made predictions, intensity histograms, plots + JSON, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robustune.analysis import (
+    corruption_error_ranks,
+    intensity_histogram,
+    plot_error_rank_histograms,
+    plot_intensity_histograms,
+    plot_similarity_heatmaps,
+)
+from robustune.gfn.similarity import neighbor_ranks
+
+
+def similarity_4():
+    # class 0's order: 1 (0.9), 2 (0.5), 3 (0.1); class 1's: 0, 3, 2; ...
+    return torch.tensor([[1.0, 0.9, 0.5, 0.1],
+                         [0.9, 1.0, 0.2, 0.3],
+                         [0.5, 0.2, 1.0, 0.8],
+                         [0.1, 0.3, 0.8, 1.0]])
+
+
+def test_error_ranks_count_only_corruption_induced_mistakes():
+    ranks = neighbor_ranks(similarity_4())
+    assert ranks[0].tolist() == [0, 1, 2, 3] and ranks[1].tolist() == [1, 0, 3, 2]
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3])
+    clean = torch.tensor([0, 0, 0, 1, 0, 2, 3])  # image 4 is wrong already when clean
+    corrupt = torch.tensor([1, 3, 0, 2, 2, 3, 2])
+    h = corruption_error_ranks(clean, corrupt, labels, ranks, "fog", 3, "m")
+    # induced: img0 0->1 (rank 1), img1 0->3 (rank 3), img3 1->2 (rank 3), img5 2->3 (rank 1), img6 3->2 (rank 1)
+    assert h.counts == [3, 0, 2]
+    assert h.n_mistakes == 5 and h.n_clean_correct == 6
+    assert h.fractions == pytest.approx([0.6, 0.0, 0.4])
+    assert h.mean_rank == pytest.approx((3 * 1 + 2 * 3) / 5)
+    assert h.top_k_fraction(1) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="aligned"):
+        corruption_error_ranks(clean[:3], corrupt, labels, ranks)
+
+
+def test_intensity_histogram_uint8_equals_float_and_is_a_density():
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    a = intensity_histogram(u8, "u8", bins=16)
+    b = intensity_histogram(torch.from_numpy(u8).float() / 255, "f", bins=16)
+    assert a.density == pytest.approx(b.density) and a.mean == pytest.approx(b.mean)
+    width = np.diff(a.edges)
+    assert float((np.array(a.density) * width).sum()) == pytest.approx(1.0)
+    dark = intensity_histogram(torch.zeros(2, 3, 4, 4), bins=4)
+    assert dark.density[0] > 0 and dark.density[-1] == 0 and dark.mean == 0
+
+
+def test_plots_write_png_and_the_data_as_json(tmp_path):
+    ranks = neighbor_ranks(similarity_4())
+    labels = torch.tensor([0, 1, 2, 3])
+    hists = [corruption_error_ranks(labels, torch.tensor([1, 0, 3, 2]), labels, ranks, c, 3, m)
+             for c in ("fog", "snow") for m in ("erm", "gfn")]
+    p = plot_error_rank_histograms(hists, tmp_path / "ranks.png")
+    assert p.read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((tmp_path / "ranks.json").read_text())
+    assert data["histograms"][0]["counts"] == hists[0].counts and len(data["histograms"]) == 4
+    sims = {"erm": similarity_4(), "gfn": similarity_4().pow(2)}
+    plot_similarity_heatmaps(sims, ["a", "b", "c", "d"], tmp_path / "sim.png")
+    sim_json = json.loads((tmp_path / "sim.json").read_text())
+    assert sim_json["similarity"]["gfn"][0][1] == pytest.approx(0.81)
+    clean = intensity_histogram(torch.rand(2, 3, 8, 8), "clean")
+    plot_intensity_histograms(clean, [intensity_histogram(torch.rand(2, 3, 8, 8) * 0.5, "contrast")],
+                              tmp_path / "int.png")
+    assert (tmp_path / "int.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "int.json").read_text())["clean"]["density"] == pytest.approx(clean.density)
+
+
+def test_analyze_cli_end_to_end(tmp_path):
+    """Two 1-epoch CNN runs on digits, a one-corruption digits-C, then `robustune analyze`."""
+    from robustune.cli import main
+    from robustune.config import load_config
+    from robustune.corruptions import ensure_corrupted_dataset
+    from robustune.engine import train
+
+    runs = []
+    for name, seed in (("a", 0), ("b", 1)):
+        cfg = load_config("configs/erm_digits.yaml", [f"name={name}", "model.name=small_cnn",
+                                                      "train.epochs=1", f"train.seed={seed}",
+                                                      "train.eval_every=0", "data.train_subset=100",
+                                                      "model.kwargs={width: 4}"])
+        train(cfg, tmp_path / name)
+        runs.append(str(tmp_path / name))
+    root = ensure_corrupted_dataset("digits", tmp_path / "digits-c", "contrast,gaussian_noise", "3")
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", *runs, "--corruption-root", str(root), "--out", str(tmp_path / "an"),
+              "--corruptions", "contrast,gaussian_noise", "--severity", "3"])
+    assert exc.value.code in (0, None)
+    data = json.loads((tmp_path / "an" / "error_ranks.json").read_text())
+    assert {(h["model"], h["corruption"]) for h in data["histograms"]} == {
+        (m, c) for m in ("a", "b") for c in ("contrast", "gaussian_noise")}
+    for h in data["histograms"]:
+        assert sum(h["counts"]) == h["n_mistakes"] <= h["n_clean_correct"] <= 360
+    assert set(json.loads((tmp_path / "an" / "similarity_heatmaps.json").read_text())["similarity"]) == {"a", "b"}
+    assert (tmp_path / "an" / "pixel_intensity.png").exists()
