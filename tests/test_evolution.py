@@ -95,12 +95,12 @@ def test_registered_attack_call_returns_best_within_eps(model, batch):
 def test_fap_and_neighbor_fitness(model, batch):
     x, y = batch
     feats = lambda t: model.features(t)  # noqa: E731
-    res = run(model, batch, fitness="fap", features=feats)
+    res = run(model, batch, fitness="fap", features=feats, generations=1)
     assert torch.isfinite(res.fitness).all() and (res.fitness >= -1e-6).all()
     with pytest.raises(ValueError, match="features"):
-        run(model, batch, fitness="fap")
+        run(model, batch, fitness="fap", generations=0)
     neighbors = torch.stack([(torch.arange(10) + 1) % 10, (torch.arange(10) + 2) % 10], 1)
-    res = run(model, batch, fitness="neighbor", neighbors=neighbors)
+    res = run(model, batch, fitness="neighbor", neighbors=neighbors, generations=1)
     logp = model(res.population.flatten(0, 1)).log_softmax(1)
     yy = y.repeat_interleave(6)
     expect = fitness_from_outputs("neighbor", logp, yy, logp, neighbors=neighbors).view(4, 6)

@@ -1,0 +1,168 @@
+"""ER-APT: evolution-based region adversarial prompt tuning (Jia et al. 2025), on top of FAP.
+
+One method with the paper's ablations as configurations (docs/erapt.md §5):
+
+    L = w_nat · CE(z(x), y) + w_adv · (1/B) Σ_b reduce_{i ∈ region(b)} KL(p(x_b) ‖ p(x_b+δ_{b,i}))·(1 + cos_{b,i})
+
+- the region is the r fittest members of a population evolved from FAP's PGD point
+  (:class:`~robustune.attacks.evolution.EvolutionRegion`); ``evolution: off`` (or G = 0, or P = 1)
+  keeps the PGD point only;
+- (w_nat, w_adv) come from :class:`~robustune.losses.weighting.LossWeighting` (``weighting:
+  fixed | dwa | ratio``, collapse detection); ``fixed`` is FAP's (1, λ).
+
+``evolution: off`` + ``weighting: fixed`` is FAP's step exactly (same prompts, same PGD draws, same
+loss, see tests/test_erapt.py). Prompts, PGD and the per-sample FAP term are the ``fap`` method's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from robustune.analysis.coverage import population_coverage
+from robustune.attacks.evolution import EvolutionRegion, RegionPopulation
+from robustune.clip.methods import FAP, FAPParams, fap_sample_terms
+from robustune.config import ConfigError
+from robustune.losses.region import expand_clean, region_loss
+from robustune.losses.weighting import LossWeighting, WeightingParams
+from robustune.methods.base import register_method
+
+WEIGHTING_PREFIX = "weighting."
+
+
+@dataclass
+class ERAPTParams(FAPParams):
+    """FAP's parameters plus ER-APT's (defaults: the paper's P = 8, G = 3, σ = 0.5, p_mut = 0.1, r = P/2)."""
+
+    evolution: bool | str = True  # on | off (YAML reads on/off as booleans; "on"/"off" also accepted)
+    population: int = 8
+    generations: int = 3
+    sigma: float = 0.5
+    p_mut: float = 0.1
+    crossover: str = "uniform"  # uniform | blend
+    mutation: str = "sign"  # sign | gaussian
+    region: int | None = None  # r; None: P // 2
+    region_reduce: str = "mean"  # mean | max
+    fitness: str = "kl"  # kl | ce | fap | neighbor
+    neighbor_k: int = 2  # neighbor fitness: the k classes nearest to y by text-feature cosine
+    max_batch: int | None = None  # largest fitness forward (None: the whole population at once)
+    weighting: str = "dwa"  # fixed | dwa | ratio
+    dwa_window: int = 20
+    dwa_temperature: float = 2.0
+    ratio_min: float = 0.5
+    ratio_max: float = 4.0
+    ratio_ema: float = 0.9
+    collapse_detection: bool = True
+    collapse_window: int = 20
+    collapse_tol: float = 0.05
+    collapse_factor: float = 0.5
+    diagnostics_every: int = 10  # Theorem-1 figures every N steps (aligned with train.log_every); 0 = off
+    diagnostics_points: int = 128
+
+
+def weighting_params(p: ERAPTParams) -> WeightingParams:
+    return WeightingParams(scheme=p.weighting, lam=p.lam, window=p.dwa_window, temperature=p.dwa_temperature,
+                           lam_min=p.ratio_min, lam_max=p.ratio_max, ema=p.ratio_ema,
+                           collapse_window=p.collapse_window, collapse_tol=p.collapse_tol,
+                           collapse_factor=p.collapse_factor, collapse_detection=p.collapse_detection)
+
+
+def text_neighbors(text_features: torch.Tensor, k: int) -> torch.Tensor:
+    """(C, k) for each class the k other classes with the most similar unit text features."""
+    t = F.normalize(text_features.float(), dim=-1)
+    sim = (t @ t.t()).fill_diagonal_(float("-inf"))
+    return sim.topk(min(k, t.shape[0] - 1), dim=1).indices
+
+
+@register_method("erapt")
+class ERAPT(FAP):
+    """ER-APT on FAP's prompts: evolved region AEs, region loss, dynamic loss weights."""
+
+    Params = ERAPTParams
+
+    def __init__(self, model, params: ERAPTParams, num_classes: int) -> None:
+        super().__init__(model, params, num_classes)
+        switch = {True: True, False: False, "on": True, "off": False, "true": True, "false": False}
+        if params.evolution not in switch:
+            raise ConfigError(f"method.params.evolution must be on or off, got {params.evolution!r}")
+        self.evolution_on = switch[params.evolution]
+        self.weighting = LossWeighting(weighting_params(params), num_classes=self.model.num_classes)
+        self.evolver = EvolutionRegion(
+            self.model, eps=params.eps, population=params.population, generations=params.generations,
+            sigma=params.sigma, p_mut=params.p_mut, crossover=params.crossover, mutation=params.mutation,
+            region=params.region, fitness=params.fitness, encoder=self.model.logits_and_features,
+            max_batch=params.max_batch, pgd_steps=params.steps, pgd_alpha=params.alpha,
+            pgd_loss=params.attack_loss)
+        if params.region_reduce not in ("mean", "max"):
+            raise ConfigError(f"method.params.region_reduce must be mean or max, got {params.region_reduce!r}")
+
+    @property
+    def evolves(self) -> bool:
+        p = self.params
+        return self.evolution_on and p.generations > 0 and p.population > 1
+
+    def refresh_neighbors(self) -> None:
+        """Neighbour table of the ``neighbor`` fitness from the current prompts' text features."""
+        if self.params.fitness == "neighbor":
+            was = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                self.evolver.neighbors = text_neighbors(self.model.text_features(), self.params.neighbor_k)
+            self.model.train(was)
+
+    def setup(self, ctx) -> None:
+        super().setup(ctx)
+        self.refresh_neighbors()
+
+    def on_epoch_start(self, epoch: int, ctx) -> None:
+        super().on_epoch_start(epoch, ctx)
+        self.refresh_neighbors()
+
+    def region_images(self, images, labels, adv, ctx) -> tuple[torch.Tensor, RegionPopulation | None]:
+        """(B, r, C, H, W) training region and the population (None without evolution)."""
+        if not self.evolves:
+            return adv.unsqueeze(1), None
+        if self.params.fitness == "neighbor" and self.evolver.neighbors is None:
+            self.refresh_neighbors()
+        res = self.evolver.region_population(images, labels, generator=ctx.generator, start=adv)
+        return res.region, res
+
+    def diagnostics(self, res: RegionPopulation, ctx) -> dict[str, float]:
+        """Theorem-1 figures of this step's final population (own generator: training draws unchanged)."""
+        gen = torch.Generator(device=res.clean.device)
+        gen.manual_seed(int(ctx.step))
+        stats = population_coverage(res.delta, self.evolver.eps, self.params.diagnostics_points, gen,
+                                    clean=res.clean)
+        gain = (res.fitness.amax(1) - res.pgd_fitness).mean()
+        return {**stats.logs(), "evo_gain": float(gain), "evo_best_fitness": float(res.fitness.amax(1).mean())}
+
+    def training_step(self, images, labels, ctx) -> dict[str, Any]:
+        adv = self.adversarial(images, labels, ctx)  # FAP's PGD, first draws of ctx.generator
+        region, res = self.region_images(images, labels, adv, ctx)
+        n, r = region.shape[:2]
+        logits, feats = self.model.logits_and_features(torch.cat([images, region.flatten(0, 1)]))
+        terms = fap_sample_terms(expand_clean(logits[:n], r), logits[n:], expand_clean(feats[:n], r), feats[n:])
+        adversarial = region_loss(terms.view(n, r), self.params.region_reduce)
+        natural = F.cross_entropy(logits[:n], labels)
+        w_nat, w_adv = self.weighting.step(natural.detach(), adversarial.detach()).tolist()
+        loss = w_nat * natural + w_adv * adversarial  # fixed: (1, λ), bit-identical to FAP's sum
+        logs = {"natural_ce": natural.detach(), "adv_term": adversarial.detach(), **self.weighting.logs()}
+        every = self.params.diagnostics_every
+        if res is not None and every and (int(ctx.step) + 1) % every == 0:
+            logs.update(self.diagnostics(res, ctx))
+        return {"loss": loss, "logits": logits[:n], "logs": logs}
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The prompts and the weighting state (window means, λ EMA, collapse history)."""
+        state = dict(super().checkpoint_state())
+        state.update({WEIGHTING_PREFIX + k: v for k, v in self.weighting.state_dict().items()})
+        return state
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = {k[len(WEIGHTING_PREFIX):]: v for k, v in state.items() if k.startswith(WEIGHTING_PREFIX)}
+        super().load_checkpoint_state({k: v for k, v in state.items() if not k.startswith(WEIGHTING_PREFIX)})
+        if own:
+            self.weighting.load_state_dict(own)

@@ -1,0 +1,116 @@
+"""The ``erapt`` method: FAP as a configuration, region training, weighting state, engine run."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from robustune.clip.zeroshot import create_clip_classifier
+from robustune.methods import StepContext, create_method
+from robustune.utils import step_generator
+
+CLASSES = [str(i) for i in range(5)]
+FAST = {"n_ctx": 2, "depth": 2, "eps": 4 / 255, "alpha": 2 / 255, "steps": 1}
+
+
+@pytest.fixture(scope="module")
+def base():
+    torch.manual_seed(0)
+    return create_clip_classifier("robustune-tiny-clip", CLASSES, templates="a photo of the digit {}.")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(3, 3, 32, 32, generator=g), torch.tensor([0, 3, 4])
+
+
+def build(base, name, **params):
+    torch.manual_seed(1)  # the same prompt initialisation for every method
+    method = create_method(name, base, {**FAST, **params})
+    method.train()
+    return method
+
+
+def step_and_grads(method, batch, step=0):
+    out = method.training_step(*batch, StepContext(epoch=0, step=step, generator=step_generator(7, step)))
+    method.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    grads = {k: p.grad.clone() for k, p in method.model.learner.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+@pytest.mark.parametrize("kw", [{"generations": 0}, {"population": 1}, {"evolution": "off"}])
+def test_degenerate_configurations_equal_fap_step_exactly(base, batch, kw):
+    fap_out, fap_grads = step_and_grads(build(base, "fap"), batch)
+    out, grads = step_and_grads(build(base, "erapt", weighting="fixed", **kw), batch)
+    assert torch.equal(out["loss"], fap_out["loss"])
+    assert torch.equal(out["logits"], fap_out["logits"])
+    assert grads.keys() == fap_grads.keys() and len(grads) > 0
+    assert all(torch.equal(grads[k], fap_grads[k]) for k in grads)
+
+
+def test_region_step_trains_on_the_region_and_logs(base, batch):
+    method = build(base, "erapt", population=4, generations=2, diagnostics_every=1, diagnostics_points=16)
+    out, grads = step_and_grads(method, batch)
+    logs = out["logs"]
+    assert math.isfinite(out["loss"].item()) and any(g.abs().sum() > 0 for g in grads.values())
+    for key in ("w_nat", "w_adv", "natural_ce", "adv_term", "pop_pairwise_l2", "pop_coverage_l2", "evo_gain"):
+        assert key in logs
+    assert logs["evo_gain"] >= 0 and logs["pop_pairwise_l2"] > 0
+    # the adversarial term is the mean over the r = 2 fittest members: at least FAP's term on the PGD point
+    fap_out, _ = step_and_grads(build(base, "fap"), batch)
+    assert float(logs["adv_term"]) > 0 and float(fap_out["logs"]["adv_term"]) > 0
+    # same seed, same step → same loss
+    again, _ = step_and_grads(build(base, "erapt", population=4, generations=2), batch)
+    assert torch.equal(again["loss"], out["loss"])
+
+
+def test_neighbor_fitness_and_max_region(base, batch):
+    method = build(base, "erapt", population=4, generations=1, fitness="neighbor", neighbor_k=2,
+                   region_reduce="max")
+    out, _ = step_and_grads(method, batch)
+    assert method.evolver.neighbors.shape == (5, 2)
+    assert (method.evolver.neighbors != torch.arange(5)[:, None]).all()
+    assert math.isfinite(out["loss"].item())
+
+
+def test_checkpoint_state_carries_weighting(base, batch):
+    method = build(base, "erapt", evolution="off", dwa_window=1)
+    for step in range(3):
+        step_and_grads(method, batch, step)
+    state = method.checkpoint_state()
+    assert "weighting.window_means" in state and "weighting.lam_ema" in state
+    assert not any(k.startswith("model.base") for k in state)  # prompts + weighting only
+    fresh = build(base, "erapt", evolution="off", dwa_window=1)
+    fresh.load_checkpoint_state(state)
+    assert torch.equal(fresh.weighting.window_means, method.weighting.window_means)
+    assert fresh.weighting.steps.item() == 3
+
+
+def test_bad_switch_names_the_choices(base):
+    from robustune.config import ConfigError
+
+    with pytest.raises(ConfigError, match="on"):
+        build(base, "erapt", evolution="maybe")
+    with pytest.raises(ValueError, match="dwa"):
+        build(base, "erapt", weighting="adaptive")
+
+
+def test_robustune_train_runs_erapt(tmp_path):
+    from robustune.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "configs/clip_tiny_digits_erapt.yaml", "--out", str(run),
+            "--set", "model.weights=null", "--set", "data.options.shots=2", "--set", "train.log_every=1",
+            "--set", "method.params.population=4", "--set", "method.params.diagnostics_every=2",
+            "--set", "train.eval_every=0"]
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "w_adv" in r]
+    assert steps and any("pop_coverage_l2" in r for r in steps)
+    assert (run / "model.safetensors").is_file()
