@@ -36,6 +36,10 @@ def count_classes(cfg: RunConfig) -> int:
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> Classifier:
+    if cfg.model.name.startswith("clip:"):  # a zero-shot CLIP classifier, see robustune.clip.build
+        from robustune.clip.build import build_clip_model
+
+        return build_clip_model(cfg)
     model = create_classifier(cfg.model.name, num_classes=num_classes, weights=cfg.model.weights,
                               **cfg.model.kwargs)
     if cfg.model.init_from:

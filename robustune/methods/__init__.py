@@ -10,6 +10,7 @@ from robustune.methods.base import (
     register_method,
 )
 from robustune.methods import erm as _erm  # noqa: F401,E402
+from robustune.clip import methods as _clip  # noqa: F401,E402  (coop, apt, adv_*, fap, zeroshot)
 
 __all__ = ["METHODS", "Method", "SetupContext", "StepContext", "create_method", "list_methods",
            "register_method"]

@@ -1,0 +1,282 @@
+"""Prompt-tuning methods for CLIP on the generic engine (spec ``erapt.md`` §2, §5).
+
+The engine's model for these methods is a zero-shot :class:`~robustune.clip.zeroshot.CLIPClassifier`
+(``model.name: clip:<arch>``); each method wraps it with its prompt learner into a
+:class:`~robustune.clip.prompted.PromptedCLIP`, whose prompt tensors are the only trainable and the
+only saved parameters. Adversarial examples come from the project's PGD against the current
+prompted model (eval mode, so the class text features are a constant inside the attack).
+
+* ``zeroshot``: no training; evaluation of the frozen model (see :func:`write_zeroshot_run`).
+* ``coop``: CE on clean images (Zhou et al., IJCV 2022).
+* ``apt``: CoOp context, CE on PGD AEs (APT-style; Li et al., CVPR 2024).
+* ``adv_vp``: pad prompter, CE on PGD AEs (AdvVP; Mao et al., ICLR 2023).
+* ``adv_vlp``: independent 2 + 2 deep prompts, CE on PGD AEs.
+* ``adv_maple``: FAP's prompts, CE on PGD AEs.
+* ``fap``: FAP's prompts and loss (Zhou et al., NeurIPS 2024), :func:`fap_loss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from robustune.attacks import PGD
+from robustune.attacks.losses import kl_loss
+from robustune.clip.prompted import PromptedCLIP, trainable_is_prompt_only
+from robustune.clip.prompts import create_prompt_learner
+from robustune.clip.zeroshot import CLIPClassifier
+from robustune.methods.base import Method, register_method
+from robustune.models.factory import WeightsUnavailableError
+
+
+class FAPLoss(NamedTuple):
+    loss: torch.Tensor
+    natural: torch.Tensor
+    adversarial: torch.Tensor
+
+
+def fap_sample_terms(logits_clean: torch.Tensor, logits_adv: torch.Tensor, feat_clean: torch.Tensor,
+                     feat_adv: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``KL(p(x) ‖ p(x+δ)) · (1 + cos(f_img(x), f_img(x+δ)))`` (FAP, spec §2), shape (N,)."""
+    kl = kl_loss(logits_adv, None, clean_logits=logits_clean)
+    return kl * (1 + F.cosine_similarity(feat_clean, feat_adv, dim=-1))
+
+
+def fap_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, feat_clean: torch.Tensor,
+             feat_adv: torch.Tensor, labels: torch.Tensor, lam: float = 1.5) -> FAPLoss:
+    """FAP's objective ``L = CE(logits(x), y) + λ · mean_i[KL(p(x_i) ‖ p(x_i+δ_i)) · (1 + cos_i)]``.
+
+    Zhou et al., "Few-Shot Adversarial Prompt Learning on Vision-Language Models" (NeurIPS 2024),
+    as verified in their code (spec ``erapt.md`` §2). Gradients flow through both branches.
+    """
+    natural = F.cross_entropy(logits_clean, labels)
+    adversarial = fap_sample_terms(logits_clean, logits_adv, feat_clean, feat_adv).mean()
+    return FAPLoss(natural + lam * adversarial, natural, adversarial)
+
+
+@dataclass
+class AttackParams:
+    """PGD used to make training AEs (FAP's: L∞, ε = α = 1/255, 2 steps, random start)."""
+
+    eps: float = 1 / 255
+    alpha: float = 1 / 255
+    steps: int = 2
+    attack_loss: str = "ce"
+
+
+class PromptMethod(Method):
+    """Base of the prompt methods: builds the learner, asserts prompt-only training, saves prompts."""
+
+    learner: str = "coop"
+    learner_fields: tuple[str, ...] = ()
+
+    def __init__(self, model: CLIPClassifier, params: Any, num_classes: int) -> None:
+        if not isinstance(model, CLIPClassifier):
+            raise TypeError(f"method needs a CLIP model (model.name: clip:<arch>), got {type(model).__name__}")
+        learner = create_prompt_learner(self.learner, model.clip, model.tokenizer, model.classnames,
+                                        **self.learner_kwargs(params, model))
+        super().__init__(PromptedCLIP(model, learner), params, num_classes)
+        if not trainable_is_prompt_only(self.model):
+            raise RuntimeError("only prompt parameters may be trainable")
+        if isinstance(params, AttackParams):
+            self.attack = PGD(self.model, eps=params.eps, steps=params.steps, alpha=params.alpha,
+                              loss=params.attack_loss)
+
+    @classmethod
+    def learner_kwargs(cls, params: Any, model: CLIPClassifier) -> dict[str, Any]:
+        """Learner arguments from ``params``; a ``template`` of None means the model's template."""
+        kwargs = {k: getattr(params, k) for k in cls.learner_fields}
+        if kwargs.get("template", "") is None:
+            kwargs["template"] = model.templates[0]
+        return kwargs
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return self.model.learner.state_dict()
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.learner.load_state_dict(state)
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        return self.model.learner.state_dict()
+
+    def load_export(self, path) -> None:
+        from robustune.models.factory import read_state_dict
+
+        state = read_state_dict(path)
+        own = self.model.learner.state_dict()
+        if set(state) != set(own) or any(state[k].shape != v.shape for k, v in own.items()):
+            raise WeightsUnavailableError(
+                f"{str(path)!r} does not hold the prompts of this method ({type(self).__name__}: "
+                f"{sorted(own)[:4]}…, file: {sorted(state)[:4]}…); check method.name and its params")
+        self.model.learner.load_state_dict(state)
+
+    def adversarial(self, images: torch.Tensor, labels: torch.Tensor, ctx) -> torch.Tensor:
+        return self.attack(images, labels, generator=ctx.generator)
+
+
+def _ce_step(method: PromptMethod, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    logits = method.model(images)
+    return {"loss": F.cross_entropy(logits, labels), "logits": logits, "logs": {}}
+
+
+@dataclass
+class CoOpParams:
+    n_ctx: int = 4
+    ctx_init: str = "a photo of a"  # a phrase (its token count overrides n_ctx), "random" or "template"
+    template: str = "{}."  # class token at the end
+
+
+@register_method("coop")
+class CoOp(PromptMethod):
+    """CoOp: learned text context, CE on clean images."""
+
+    Params = CoOpParams
+    learner = "coop"
+    learner_fields = ("n_ctx", "ctx_init", "template")
+
+    def training_step(self, images, labels, ctx):
+        return _ce_step(self, images, labels)
+
+
+@dataclass
+class APTParams(CoOpParams, AttackParams):
+    pass
+
+
+@register_method("apt")
+class APT(CoOp):
+    """APT-style: CoOp's context trained with CE on PGD AEs."""
+
+    Params = APTParams
+
+    def training_step(self, images, labels, ctx):
+        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
+
+
+@dataclass
+class AdvVPParams(AttackParams):
+    pad_size: int = 30  # pixels at the model's input size (30 of 224, as Bahng et al.)
+    init_std: float = 1.0
+    template: str | None = None  # zero-shot head template; None: the model's
+
+
+@register_method("adv_vp")
+class AdvVP(PromptMethod):
+    """AdvVP: a visual pad prompt, CE on PGD AEs."""
+
+    Params = AdvVPParams
+    learner = "pad"
+    learner_fields = ("pad_size", "init_std", "template")
+
+    @classmethod
+    def learner_kwargs(cls, params, model):
+        return {**super().learner_kwargs(params, model), "image_size": model.input_size[-1]}
+
+    def training_step(self, images, labels, ctx):
+        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
+
+
+@dataclass
+class AdvVLPParams(AttackParams):
+    n_ctx: int = 2
+    n_ctx_vision: int = 2
+    depth_text: int = 9
+    depth_vision: int = 9
+    ctx_init: str = "template"
+    template: str | None = None  # None: the dataset's template
+
+
+@register_method("adv_vlp")
+class AdvVLP(PromptMethod):
+    """AdvVLP: independent deep text and vision prompts, CE on PGD AEs."""
+
+    Params = AdvVLPParams
+    learner = "ivlp"
+    learner_fields = ("n_ctx", "n_ctx_vision", "depth_text", "depth_vision", "ctx_init", "template")
+
+    def training_step(self, images, labels, ctx):
+        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
+
+
+@dataclass
+class MaPLeParams(AttackParams):
+    n_ctx: int = 2
+    depth: int = 9
+    ctx_init: str = "template"
+    template: str | None = None  # None: the dataset's template
+
+
+@register_method("adv_maple")
+class AdvMaPLe(PromptMethod):
+    """AdvMaPLe: FAP's deep multimodal prompts, CE on PGD AEs."""
+
+    Params = MaPLeParams
+    learner = "maple"
+    learner_fields = ("n_ctx", "depth", "ctx_init", "template")
+
+    def training_step(self, images, labels, ctx):
+        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
+
+
+@dataclass
+class FAPParams(MaPLeParams):
+    attack_loss: str = "kl"
+    lam: float = 1.5
+
+
+@register_method("fap")
+class FAP(AdvMaPLe):
+    """FAP: KL-PGD AEs against the current prompts, loss :func:`fap_loss`."""
+
+    Params = FAPParams
+
+    def training_step(self, images, labels, ctx):
+        adv = self.adversarial(images, labels, ctx)
+        logits, feats = self.model.logits_and_features(torch.cat([images, adv]))  # one text forward
+        n = images.shape[0]
+        parts = fap_loss(logits[:n], logits[n:], feats[:n], feats[n:], labels, self.params.lam)
+        return {"loss": parts.loss, "logits": logits[:n],
+                "logs": {"natural_ce": parts.natural.detach(), "adv_term": parts.adversarial.detach()}}
+
+
+@register_method("zeroshot")
+class ZeroShot(Method):
+    """Zero-shot CLIP: nothing to train. Its run folder comes from :func:`write_zeroshot_run`."""
+
+    def training_step(self, images, labels, ctx):
+        raise RuntimeError("zeroshot has nothing to train: use `robustune zeroshot CONFIG` to create "
+                           "its run folder, then `robustune eval` it")
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_export(self, path) -> None:
+        """Nothing to load: the zero-shot model is fully given by its config."""
+
+
+def write_zeroshot_run(cfg, run_dir: str | Path) -> Path:
+    """Make ``run_dir`` a run folder of the untrained ``cfg`` (config, run record, empty export),
+    so ``robustune eval run_dir`` evaluates zero-shot CLIP like any trained run."""
+    from robustune.config import ConfigError
+    from robustune.engine.build import build_model
+    from robustune.engine.checkpoint import save_tensors
+    from robustune.engine.trainer import write_run_record
+
+    if cfg.method.name != "zeroshot":
+        raise ConfigError(f"method.name is {cfg.method.name!r}; a zero-shot run needs method.name: zeroshot")
+    build_model(cfg, 0)  # fail early on a bad model, weights or template
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_record(run_dir, cfg)
+    save_tensors(run_dir / "model.safetensors", {}, metadata={"method": "zeroshot"})
+    return run_dir
+
+
+__all__ = ["FAPLoss", "fap_loss", "fap_sample_terms", "write_zeroshot_run"]
