@@ -1,7 +1,8 @@
 """ER-APT cost, side by side in one run (docs/benchmarks.md, issue 7).
 
-1. One ER-APT training step / one FAP training step, ViT-B-32 (random init) at batch 4,
-   P = 8, G = 3 (goal ≤ 1.5×).
+1. One ER-APT training step / one FAP training step (forward + backward), ViT-B-32 (random
+   init, FAP's prompts: n_ctx 2, depth 9) at batch 4, P = 8, G = 3, r = 4 (goal ≤ 1.5×); also
+   r = 1 (region = the best member) and ``evolution: off`` for context.
 2. The vectorised evolution (one batched forward per generation) / a straightforward
    per-image, per-individual loop written here as the reference (goal ≥ 5×), and whether both
    give the identical population for the same seed.
@@ -92,6 +93,40 @@ def bench_evolution(model, x, y, repeats: int, population: int, generations: int
             "max_abs_fitness_diff": float((fit - res.fitness).abs().max())}
 
 
+def bench_steps(base, repeats: int, batch: int, quick: bool) -> dict:
+    """Seconds per training step (forward + backward) of fap and erapt configurations on ``base``."""
+    from robustune.methods import StepContext, create_method
+    from robustune.utils import step_generator
+
+    common = {"n_ctx": 2, "depth": 2 if quick else 9}
+    configs = {"fap": ("fap", {}),
+               "erapt": ("erapt", {"population": 8, "generations": 3, "diagnostics_every": 0}),
+               "erapt_r1": ("erapt", {"population": 8, "generations": 3, "region": 1, "diagnostics_every": 0}),
+               "erapt_no_evolution": ("erapt", {"evolution": False, "diagnostics_every": 0})}
+    size = base.input_size[-1]
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(batch) % base.num_classes
+    out = {}
+    for key, (name, params) in configs.items():
+        torch.manual_seed(0)
+        method = create_method(name, base, {**common, **params})
+        method.train()
+
+        def one_step(step=[0]):  # noqa: B006  (a step counter across calls)
+            ctx = StepContext(epoch=0, step=step[0], generator=step_generator(0, step[0]))
+            step[0] += 1
+            loss = method.training_step(x, y, ctx)["loss"]
+            method.zero_grad(set_to_none=True)
+            loss.backward()
+
+        one_step()  # warm-up
+        out[f"{key}_s"] = timed(one_step, repeats)[0]
+        log.info("%s step: %.3fs", key, out[f"{key}_s"])
+    out["erapt_over_fap"] = out["erapt_s"] / out["fap_s"]
+    out["erapt_r1_over_fap"] = out["erapt_r1_s"] / out["fap_s"]
+    return out
+
+
 def build_model(quick: bool, classes: int):
     from robustune.clip.zeroshot import create_clip_classifier
 
@@ -123,6 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"setting": {"model": "tiny-clip 32px" if args.quick else "ViT-B-32 (random init) 224px",
                           "batch": args.batch, "P": 8, "G": 3, "repeats": repeats,
                           "threads": torch.get_num_threads(), "platform": platform.platform()}}
+    result["step"] = bench_steps(model, repeats, args.batch, args.quick)
+    log.info("ER-APT step / FAP step: %.2f× (goal ≤ 1.5×); with r = 1: %.2f×",
+             result["step"]["erapt_over_fap"], result["step"]["erapt_r1_over_fap"])
     result["evolution"] = bench_evolution(model, x, y, repeats, 8, 3)
     log.info("evolution: vectorised %.3fs, loop %.3fs → %.1f× (goal ≥ 5×); identical population: %s",
              result["evolution"]["vectorised_s"], result["evolution"]["loop_s"],
