@@ -114,3 +114,4 @@ def test_robustune_train_runs_erapt(tmp_path):
     steps = [r for r in rows if "w_adv" in r]
     assert steps and any("pop_coverage_l2" in r for r in steps)
     assert (run / "model.safetensors").is_file()
+    assert (run / "analysis" / "erapt_population.png").is_file()  # the report shows <run>/analysis/*.png

@@ -13,10 +13,14 @@ of some member of the population 𝒫, then max_{δ∈Δε} ℓ(δ) ≤ max_{δ_
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from robustune.utils import atomic_path
 
 
 @dataclass
@@ -70,3 +74,58 @@ def population_coverage(delta: torch.Tensor, eps: float, n_points: int = 256,
     d = math.prod(delta.shape[2:])
     return CoverageStats(mean_pairwise_distance(delta),
                          covering_radius(delta, eps, n_points, generator, clean), eps * math.sqrt(d))
+
+
+DIAGNOSTIC_KEYS = ("pop_pairwise_rel", "pop_coverage_rel", "evo_gain")
+
+
+def read_population_diagnostics(metrics_path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) series of the Theorem-1 figures logged in a run's ``metrics.jsonl``."""
+    series: dict[str, list[tuple[int, float]]] = {k: [] for k in DIAGNOSTIC_KEYS}
+    path = Path(metrics_path)
+    if not path.is_file():
+        return series
+    for line in path.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        for key in DIAGNOSTIC_KEYS:
+            if key in row:
+                series[key].append((int(row["step"]), float(row[key])))
+    return series
+
+
+def plot_population_diagnostics(run_dir: str | Path) -> Path | None:
+    """``<run>/analysis/erapt_population.png``: diversity, coverage and evolution gain over steps.
+
+    The report (:mod:`robustune.report`) shows every PNG of ``<run>/analysis``. Returns None when
+    the run logged no diagnostics.
+    """
+    run_dir = Path(run_dir)
+    series = read_population_diagnostics(run_dir / "metrics.jsonl")
+    if not series["pop_coverage_rel"]:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for key, label in (("pop_pairwise_rel", "mean pairwise L2 / ε√d"), ("pop_coverage_rel", "η̂ / ε√d")):
+        steps, values = zip(*series[key]) if series[key] else ((), ())
+        ax1.plot(steps, values, marker=".", label=label)
+    ax1.set_xlabel("step")
+    ax1.set_title("Theorem 1: population diversity and coverage")
+    ax1.legend(fontsize=8)
+    if series["evo_gain"]:
+        steps, values = zip(*series["evo_gain"])
+        ax2.plot(steps, values, marker=".", color="C2")
+    ax2.set_xlabel("step")
+    ax2.set_title("best fitness − PGD start fitness")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    out = run_dir / "analysis" / "erapt_population.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.tight_layout()
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return out

@@ -16,19 +16,23 @@ loss, see tests/test_erapt.py). Prompts, PGD and the per-sample FAP term are the
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from robustune.analysis.coverage import population_coverage
+from robustune.analysis.coverage import plot_population_diagnostics, population_coverage
 from robustune.attacks.evolution import EvolutionRegion, RegionPopulation
 from robustune.clip.methods import FAP, FAPParams, fap_sample_terms
 from robustune.config import ConfigError
 from robustune.losses.region import expand_clean, region_loss
 from robustune.losses.weighting import LossWeighting, WeightingParams
 from robustune.methods.base import register_method
+
+log = logging.getLogger(__name__)
 
 WEIGHTING_PREFIX = "weighting."
 
@@ -119,7 +123,23 @@ class ERAPT(FAP):
 
     def on_epoch_start(self, epoch: int, ctx) -> None:
         super().on_epoch_start(epoch, ctx)
+        self._run_dir = getattr(ctx, "run_dir", None)
         self.refresh_neighbors()
+        if epoch > 0:
+            self.write_diagnostics_plot()
+
+    def write_diagnostics_plot(self) -> Path | None:
+        """Plot the logged Theorem-1 figures into ``<run>/analysis`` (never fails the run)."""
+        from robustune.engine import dist
+
+        run_dir = getattr(self, "_run_dir", None)
+        if run_dir is None or not self.evolves or not dist.is_main_process():
+            return None
+        try:
+            return plot_population_diagnostics(run_dir)
+        except Exception as exc:  # a plot must not stop training
+            log.warning("could not plot the population diagnostics: %s", exc)
+            return None
 
     def region_images(self, images, labels, adv, ctx) -> tuple[torch.Tensor, RegionPopulation | None]:
         """(B, r, C, H, W) training region and the population (None without evolution)."""
@@ -154,6 +174,11 @@ class ERAPT(FAP):
         if res is not None and every and (int(ctx.step) + 1) % every == 0:
             logs.update(self.diagnostics(res, ctx))
         return {"loss": loss, "logits": logits[:n], "logs": logs}
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """The prompts; called once at the end of training, so the diagnostics plot is refreshed here."""
+        self.write_diagnostics_plot()
+        return super().export_state()
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """The prompts and the weighting state (window means, λ EMA, collapse history)."""
