@@ -32,11 +32,15 @@ def lp_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().amax(1) if norm == "Linf" else flat.norm(p=2, dim=1)
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str = "Linf") -> torch.Tensor:
-    """Project ``x_adv`` onto the ``eps``-ball around ``x`` and onto [0,1]."""
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor,
+            norm: str = "Linf") -> torch.Tensor:
+    """Project ``x_adv`` onto the ``eps``-ball around ``x`` and onto [0,1].
+
+    For L∞, ``eps`` may be a tensor broadcastable to ``x`` (e.g. per channel, (1, C, 1, 1)).
+    """
     delta = x_adv - x
     if norm == "Linf":
-        delta = delta.clamp(-eps, eps)
+        delta = torch.clamp(delta, -eps, eps) if torch.is_tensor(eps) else delta.clamp(-eps, eps)
     elif norm == "L2":
         n = delta.flatten(1).norm(p=2, dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
         delta = delta * (eps / n).clamp(max=1.0)
@@ -66,18 +70,26 @@ class Attack:
             :mod:`robustune.attacks.losses`.
         targeted: if true, ``labels`` passed to the call are target classes to reach.
         seed: seed of the attack's own generator (random starts, restarts).
+        use_eval_mode: run the model in eval mode during the attack (restored afterwards).
+
+    ``eps`` may also be a tensor broadcastable to the images (per-channel L∞ radius, e.g. a step
+    defined in normalised-input units as η·std).
     """
 
     name = "attack"
 
-    def __init__(self, model: nn.Module, eps: float, norm: str = "Linf", loss: str | Callable = "ce",
-                 targeted: bool = False, seed: int | None = 0) -> None:
-        if eps < 0:
+    def __init__(self, model: nn.Module, eps: float | torch.Tensor, norm: str = "Linf",
+                 loss: str | Callable = "ce", targeted: bool = False, seed: int | None = 0,
+                 use_eval_mode: bool = True) -> None:
+        if bool((torch.as_tensor(eps) < 0).any()):
             raise ValueError(f"eps must be ≥ 0, got {eps}")
         if norm not in ("Linf", "L2"):
             raise ValueError(f"unknown norm {norm!r}; valid: Linf, L2")
+        if torch.is_tensor(eps) and norm != "Linf":
+            raise ValueError("a per-channel (tensor) eps is only defined for the Linf norm")
         self.model = model
-        self.eps = float(eps)
+        self.eps = eps if torch.is_tensor(eps) else float(eps)
+        self.use_eval_mode = use_eval_mode
         self.norm = norm
         self.loss_fn = get_attack_loss(loss)
         self.targeted = targeted
@@ -105,12 +117,13 @@ class Attack:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         x = images.detach()
-        if self.eps == 0:
+        if not bool(torch.as_tensor(self.eps).any()):
             return x.clone()
         gen = generator if generator is not None else self.make_generator(x.device)
-        with eval_mode(self.model):
+        with eval_mode(self.model) if self.use_eval_mode else contextlib.nullcontext():
             adv = self.perturb(x, labels.detach(), gen)
         return self.project(adv.detach(), x)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.eps:.5g}, norm={self.norm})"
+        eps = f"{self.eps:.5g}" if isinstance(self.eps, float) else "per-channel"
+        return f"{type(self).__name__}(eps={eps}, norm={self.norm})"

@@ -14,6 +14,10 @@ def load_run_model(cfg: RunConfig, run_dir: Path, split: str = "test") -> tuple[
     """(model with the run's final weights, the ``split`` dataset, class names, provenance info)."""
     from robustune.engine.build import build_run, resolve_weights_file
 
+    import dataclasses
+
+    # The final weights replace the starting point: do not require the init_from run to exist.
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
     method, splits = build_run(cfg)
     weights = resolve_weights_file(run_dir)
     method.load_export(weights)

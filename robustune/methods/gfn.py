@@ -1,0 +1,159 @@
+"""GFN and the baselines of its Table 3 as methods: ``gfn``, ``nbr``, ``adv_untargeted``, ``trades``.
+
+Each step of ``gfn`` (Sec. 3.4): (a) x' = one targeted sign step from x toward a neighbour class
+p ~ Uniform(N_k(c)) (input gradient only, no parameter update); (b) update θ on the distance
+weighted loss of f(x'). ``nbr`` is (a) + plain CE; ``adv_untargeted`` an untargeted sign step of
+the same η + CE (Eq. 3). ``trades`` (Zhang et al. 2019) is the standard adversarial baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from robustune.attacks import PGD
+from robustune.gfn.perturbation import NeighborPerturbation, pixel_step
+from robustune.gfn.similarity import ClassSimilarity, clamp_k, class_similarity, neighbor_ranks, neighbor_table
+from robustune.losses.gfn import gfn_loss
+from robustune.methods.base import Method, SetupContext, register_method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GFNParams:
+    eta: float = 0.01  # step of Eq. 5, in eta_space units
+    eta_space: str = "normalized"  # normalized (paper: model-input units) | pixel
+    steps: int = 1
+    eps: float | None = None  # radius for steps > 1 (default steps·eta)
+    k: int = 20
+    alpha: float = 0.5
+    loss: str = "rank_weighted"  # ce | rank_weighted | neighbor_suppression | neighbor_margin
+    lam: float = 1.0  # λ of neighbor_suppression
+    beta: float = 1.0  # β of neighbor_margin
+    similarity_source: str = "features"  # features | head_weights
+    max_per_class: int = 100
+    refresh_every: int = 0  # 0: compute once from the starting model; N: every N epochs
+    include_clean: bool = False
+    perturb_eval_mode: bool = True
+
+
+@register_method("gfn")
+class GFN(Method):
+    """Neighbour-targeted perturbation + inter-class distance weighted loss."""
+
+    Params = GFNParams
+    default_loss: str | None = None  # subclasses pin the loss (``nbr``: ce)
+
+    def __init__(self, model, params: GFNParams, num_classes: int) -> None:
+        super().__init__(model, params, num_classes)
+        gfn_loss(self.loss_name)  # fail fast on a bad name
+        if not 0 < params.alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], got {params.alpha}")
+        self.k = clamp_k(params.k, num_classes)
+        self.register_buffer("similarity", torch.zeros(num_classes, num_classes))
+        self.register_buffer("ranks", torch.zeros(num_classes, num_classes, dtype=torch.long))
+        self.perturb = NeighborPerturbation(model, params.eta, params.steps, params.eps,
+                                            params.eta_space, params.perturb_eval_mode)
+
+    @property
+    def loss_name(self) -> str:
+        return self.default_loss or self.params.loss
+
+    def compute_similarity(self, ctx: SetupContext) -> None:
+        p = self.params
+        sim = class_similarity(self.model, ctx.train_set, self.num_classes, p.similarity_source,
+                               **({} if p.similarity_source == "head_weights" else
+                                  dict(max_per_class=p.max_per_class, batch_size=ctx.batch_size,
+                                       device=ctx.device, seed=ctx.seed)))
+        self.similarity.copy_(sim.to(self.similarity.device))
+        self.ranks.copy_(neighbor_ranks(sim).to(self.ranks.device))
+
+    def setup(self, ctx: SetupContext) -> None:
+        self.compute_similarity(ctx)
+        if ctx.run_dir is not None:
+            from robustune.data.splits import classes_of
+
+            ClassSimilarity(self.similarity.cpu(), self.ranks.cpu(), classes_of(ctx.train_set)).save(ctx.run_dir)
+
+    def on_epoch_start(self, epoch: int, ctx: SetupContext) -> None:
+        n = self.params.refresh_every
+        if n and epoch > 0 and epoch % n == 0:
+            log.info("refreshing the class similarity at epoch %d", epoch + 1)
+            self.compute_similarity(ctx)
+
+    def training_step(self, images, labels, ctx):
+        p = self.params
+        table = neighbor_table(self.ranks, self.k)
+        adv, targets = self.perturb(images, labels, table, generator=ctx.generator)
+        logits = self.model(adv)
+        loss = gfn_loss(self.loss_name)(logits, labels, targets, self.ranks, alpha=p.alpha, k=self.k,
+                                        lam=p.lam, beta=p.beta)
+        logs = {"target_rank": self.ranks[labels, targets].float().mean()}
+        if p.include_clean:
+            loss = loss + F.cross_entropy(self.model(images), labels)
+        return {"loss": loss, "logits": logits, "logs": logs}
+
+
+@register_method("nbr")
+class Nbr(GFN):
+    """Neighbour-targeted perturbation + plain CE (the paper's "Nbr." ablation)."""
+
+    default_loss = "ce"
+
+
+@dataclass
+class UntargetedParams:
+    eta: float = 0.01
+    eta_space: str = "normalized"
+    include_clean: bool = False
+
+
+@register_method("adv_untargeted")
+class AdvUntargeted(Method):
+    """One untargeted sign step of the same η (Eq. 3) + CE: the paper's "Adv." row."""
+
+    Params = UntargetedParams
+
+    def __init__(self, model, params: UntargetedParams, num_classes: int) -> None:
+        super().__init__(model, params, num_classes)
+        step = pixel_step(model, params.eta, params.eta_space)
+        self.attack = PGD(model, eps=step, steps=1, alpha=step, random_start=False)
+
+    def training_step(self, images, labels, ctx):
+        logits = self.model(self.attack(images, labels, generator=ctx.generator))
+        loss = F.cross_entropy(logits, labels)
+        if self.params.include_clean:
+            loss = loss + F.cross_entropy(self.model(images), labels)
+        return {"loss": loss, "logits": logits, "logs": {}}
+
+
+@dataclass
+class TRADESParams:
+    eps: float = 8 / 255
+    alpha: float = 2 / 255
+    steps: int = 10
+    beta: float = 6.0
+
+
+@register_method("trades")
+class TRADES(Method):
+    """Zhang et al. (2019): CE(f(x), y) + β·KL(p(x) ‖ p(x')), x' from PGD on the same KL."""
+
+    Params = TRADESParams
+
+    def __init__(self, model, params: TRADESParams, num_classes: int) -> None:
+        super().__init__(model, params, num_classes)
+        self.attack = PGD(model, eps=params.eps, steps=params.steps, alpha=params.alpha, loss="kl")
+
+    def training_step(self, images, labels, ctx):
+        adv = self.attack(images, labels, generator=ctx.generator)
+        logits = self.model(images)
+        adv_logits = self.model(adv)
+        kl = F.kl_div(F.log_softmax(adv_logits, 1), F.log_softmax(logits, 1), log_target=True,
+                      reduction="batchmean")
+        loss = F.cross_entropy(logits, labels) + self.params.beta * kl
+        return {"loss": loss, "logits": logits, "logs": {"kl": kl.detach()}}

@@ -1,0 +1,50 @@
+"""Shared fixtures. The hub is off for every test (no network here, and tests must not need one)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Tiny models gain little from intra-op threads, and several pytest processes (or xdist workers)
+# oversubscribe 2 cores badly with them; ROBUSTUNE_TEST_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("ROBUSTUNE_TEST_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own robustune cache unless a test sets one."""
+    root = tmp_path_factory.getbasetemp() / "robustune-cache"
+    monkeypatch.setenv("ROBUSTUNE_CACHE", str(root))
+
+
+@pytest.fixture(scope="session")
+def digits_splits():
+    from robustune.config import DataConfig
+    from robustune.data import load_splits
+
+    return load_splits(DataConfig(name="digits"))
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tmp_path_factory):
+    """vit_tiny32 trained briefly on digits (~85-90 % test accuracy): enough for attack/GFN properties."""
+    from robustune.config import load_config
+    from robustune.engine import train
+
+    cfg = load_config(None, ["train.epochs=6", "optim.schedule=onecycle", "train.seed=0",
+                             "train.eval_every=0"])
+    torch.manual_seed(0)
+    result = train(cfg, tmp_path_factory.mktemp("tiny_run"))
+    model = result.method.eval_model().eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_run(trained_tiny_model, tmp_path_factory):
+    """Path of the run folder the tiny model was trained in (config.yaml + model.safetensors)."""
+    return next(p for p in tmp_path_factory.getbasetemp().glob("tiny_run*") if (p / "model.safetensors").exists())
