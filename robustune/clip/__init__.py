@@ -3,6 +3,10 @@
 Spec ``erapt.md`` §1, §2, §5, §6. Importing this package does not import open_clip; the factories do.
 """
 
+# robustune.methods registers this package's methods (and ER-APT builds on them): initialise it
+# first, so that importing any robustune.clip module first cannot meet a half-built registry.
+import robustune.methods  # noqa: F401,I001
+
 from robustune.clip.models import CLIPBundle, create_clip, is_clip_name, list_clip_models
 from robustune.clip.prompted import PromptedCLIP
 from robustune.clip.prompts import PROMPT_LEARNERS, PromptLearner, Prompts, create_prompt_learner, prompted
