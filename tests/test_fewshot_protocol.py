@@ -128,7 +128,7 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatc
 
     cell = plan_cells(load_config(CONFIG), ProtocolConfig(seeds=[0], shots=[1]), tmp_path)[0]
     calls = []
-    monkeypatch.setattr(engine, "train", lambda cfg, run_dir, resume=False: calls.append(resume))
+    monkeypatch.setattr(engine, "train", lambda cfg, run_dir, resume=False, **kw: calls.append(resume))
     train_cell(cell)
     monkeypatch.setattr("robustune.engine.checkpoint.latest_checkpoint", lambda d: d / "checkpoints")
     train_cell(cell)

@@ -137,6 +137,15 @@ def kshot_indices(train_targets: list[int], val_targets: list[int] | None, shots
     return record
 
 
+def _cached_train_indices(path: Path | None, train_targets: list[int]) -> list[int] | None:
+    """Train indices of a cached draw made for these train labels (skips loading val), or None."""
+    if path is None or not path.is_file():
+        return None
+    cached = read_json(path)
+    same_data = cached.get("fingerprint", {}).get("train") == _fingerprint(train_targets)
+    return cached["train"] if same_data else None
+
+
 def _optional_split(source: str, split: str, kwargs: dict[str, Any]) -> Dataset | None:
     """The ``split`` dataset of ``source``, or None when the source has no such split."""
     try:
@@ -179,12 +188,15 @@ def fewshot(split: str = "train", source: str | None = None, subset: str = "all"
         if shots is None:
             parent, indices = train_set, list(range(len(train_set)))
         else:
-            val_set = _optional_split(source, "val", kwargs)
-            val_targets = list(getattr(val_set, "targets")) if val_set is not None else None
             path = kshot_cache_path(source, kwargs.get("root"), shots, seed) if cache else None
-            record = kshot_indices(list(getattr(train_set, "targets")), val_targets, shots, seed, path)
-            parent = val_set if split == "val" and val_set is not None else train_set
-            indices = record[split]
+            train_targets = list(getattr(train_set, "targets"))
+            indices = _cached_train_indices(path, train_targets) if split == "train" else None
+            parent = train_set
+            if indices is None:  # the val split is needed (its labels are part of the cache key)
+                val_set = _optional_split(source, "val", kwargs)
+                val_targets = list(getattr(val_set, "targets")) if val_set is not None else None
+                indices = kshot_indices(train_targets, val_targets, shots, seed, path)[split]
+                parent = val_set if split == "val" and val_set is not None else train_set
     template = getattr(parent, "template", None) or TEMPLATES.get(source, DEFAULT_TEMPLATE)
     keep = subset_labels(len(getattr(parent, "classes")), subset)
     return ClassSubsetView(parent, indices, keep, template)

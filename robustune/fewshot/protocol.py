@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from robustune.config import EvalConfig, MethodConfig, RunConfig, load_config
 from robustune.registry import unknown_choice_message
 from robustune.utils import read_json, resolve_device, write_json
@@ -129,12 +131,26 @@ def method_configs(base: RunConfig, methods: list[str],
             label = cfg.method.name if cfg.method.name not in out else Path(entry).stem
         else:
             cfg = copy.deepcopy(base)
-            # Params are validated strictly per method: keep them only for the config's own method.
-            params = base.method.params if entry == base.method.name else {}
-            cfg.method = MethodConfig(name=entry, params=dict(params))
+            cfg.method = MethodConfig(name=entry, params=shared_params(base.method, entry))
             label = entry
         out[label] = cfg
     return out
+
+
+def shared_params(method: MethodConfig, other: str) -> dict[str, Any]:
+    """The params of ``method`` that method ``other`` also takes (e.g. the training ε, depth).
+
+    Params are validated strictly per method, so the others are dropped (with a log line).
+    """
+    from robustune.methods import METHODS
+
+    if other == method.name:
+        return dict(method.params)
+    fields = {f.name for f in dataclasses.fields(METHODS.get(other).Params)}
+    dropped = sorted(k for k in method.params if k not in fields)
+    if dropped:
+        log.info("method %s: not using %s of %s's params", other, ", ".join(dropped), method.name)
+    return {k: v for k, v in method.params.items() if k in fields}
 
 
 def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[ProtocolCell]:
@@ -174,15 +190,29 @@ def _cell(setting: str, dataset: str, shots: int, label: str, seed: int, run_dir
 
 
 def train_cell(cell: ProtocolCell) -> None:
-    """Train the cell's run (skip if finished, resume from the last checkpoint if started)."""
+    """Train the cell's run (skip if finished, resume from the last checkpoint if started).
+
+    A method with nothing to train (zero-shot CLIP) gets its run folder as built: config, run
+    record and its (possibly empty) export, so it is evaluated like any trained run.
+    """
     from robustune.engine import train
-    from robustune.engine.checkpoint import latest_checkpoint
+    from robustune.engine.build import build_run
+    from robustune.engine.checkpoint import latest_checkpoint, save_tensors
+    from robustune.engine.trainer import write_run_record
 
     if (cell.run_dir / "model.safetensors").is_file():
         log.info("%s: already trained", cell.run_dir)
         return
+    torch.manual_seed(cell.train_cfg.train.seed)  # as the engine does before building: same init
+    method, splits = build_run(cell.train_cfg)
+    if next(iter(method.trainable_parameters()), None) is None:
+        log.info("%s: method %r has nothing to train; evaluated as built", cell.run_dir, cell.method)
+        cell.run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_record(cell.run_dir, cell.train_cfg)
+        save_tensors(cell.run_dir / "model.safetensors", method.export_state())
+        return
     resume = latest_checkpoint(cell.run_dir) is not None
-    train(cell.train_cfg, cell.run_dir, resume=resume)
+    train(cell.train_cfg, cell.run_dir, resume=resume, method=method, splits=splits)
 
 
 def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:

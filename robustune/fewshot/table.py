@@ -92,7 +92,8 @@ def markdown_tables(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         by_setting[row["setting"]].append(row)
     for setting in ("fewshot", "base2new", "cross"):
-        srows = sorted(by_setting.get(setting, []), key=lambda r: (r["dataset"], r["shots"], r["method"]))
+        # stable: methods stay in the order the protocol ran them (e.g. zero-shot, CoOp, FAP)
+        srows = sorted(by_setting.get(setting, []), key=lambda r: (r["dataset"], r["shots"]))
         if srows:
             parts.append(_SECTIONS[setting](srows))
     return "\n\n".join(parts) + "\n"
