@@ -27,6 +27,7 @@ def _pyplot():
 
 
 def save_figure(fig, path: Path) -> Path:
+    fig.tight_layout(rect=(0, 0, 1, 0.95))  # room for the suptitle; no title/label overlap
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(fig)

@@ -29,11 +29,11 @@ def corrupt(
 
     setup_logging(verbose)
     try:
-        if Path(dataset).is_dir():
+        from robustune.data import create_dataset, list_datasets
+
+        if dataset not in list_datasets() and Path(dataset).is_dir():
             source, info = dataset, None
         else:
-            from robustune.data import create_dataset
-
             source = create_dataset(dataset, split, root=root)
             info = {"dataset": dataset, "split": split, **({"root": root} if root else {})}
         report = corrupt_dataset(source, out, corruptions, severities, seed=seed, jpeg_quality=jpeg_quality,

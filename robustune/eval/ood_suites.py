@@ -62,7 +62,9 @@ def selected_cells(root: str | Path, options: Mapping[str, Any]) -> dict[str, li
     present = available_cells(root)
     if not present:
         raise FileNotFoundError(f"no <corruption>/<severity>/ folders or CIFAR-C arrays under {str(root)!r}")
-    wanted = resolve_corruptions(options["corruptions"]) if options.get("corruptions") else list(present)
+    canonical = [*cm.COMMON_CORRUPTIONS, *cm.EXTRA_CORRUPTIONS]
+    default = sorted(present, key=lambda c: (canonical.index(c) if c in canonical else len(canonical), c))
+    wanted = resolve_corruptions(options["corruptions"]) if options.get("corruptions") else default
     sev = resolve_severities(options["severities"]) if options.get("severities") else None
     missing = [c for c in wanted if c not in present]
     if missing and options.get("corruptions"):

@@ -22,7 +22,7 @@ th{background:#eef1f7}td.model,th.model{text-align:left;font-weight:600}
 td.best{background:#d9f2dd;font-weight:700}td.missing{color:#aab}
 .note{color:#556;font-size:12px;margin:2px 0 12px}.meta{color:#556;font-size:13px}
 figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}
-figure img{max-width:640px;border:1px solid #e3e6ee}figcaption{font-size:12px;color:#556}
+figure img{max-width:100%;border:1px solid #e3e6ee}figcaption{font-size:12px;color:#556}
 .scroll{overflow-x:auto}
 """
 
