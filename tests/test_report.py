@@ -123,3 +123,22 @@ def test_report_cli(two_runs, capsys):
         main(["report", str(root / "erm"), str(root / "gfn"), "--out", str(root / "cli.html")])
     assert exc.value.code in (0, None)
     assert (root / "cli.html").read_text().startswith("<!doctype html>")
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="needs Debian's chromium")
+def test_report_renders_in_headless_chromium(two_runs):
+    """scripts/screenshot_report.sh renders the file offline; the screenshot is not blank."""
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    root, _, _ = two_runs
+    html_path = write_report([root / "erm", root / "gfn"], root / "report.html")
+    shot = root / "shot.png"
+    subprocess.run(["bash", "scripts/screenshot_report.sh", str(html_path), str(shot), "1000x900"],
+                   check=True, timeout=120, capture_output=True)
+    img = np.asarray(Image.open(shot).convert("L"))
+    assert img.shape == (900, 1000)
+    dark = (img < 128).mean()
+    assert 0.005 < dark < 0.5  # text, tables and the plot are drawn on a white page
