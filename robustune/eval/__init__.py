@@ -21,3 +21,6 @@ __all__ = [
     "eps_label", "evaluate", "fixed_subset", "list_suites", "pgd_key", "predict", "register_suite",
     "robust_accuracy",
 ]
+
+# The adversarial suite and its sanity checks register themselves on SUITES / CHECKS.
+from robustune.eval import adversarial, adversarial_checks  # noqa: E402,F401
