@@ -31,6 +31,7 @@ def fail(message: str) -> None:
 
 def _register_commands() -> None:
     from robustune.cli import core  # noqa: F401  (train, eval, list, demo)
+    from robustune.cli import clip  # noqa: F401  (zeroshot)
     from robustune.cli import robustness  # noqa: F401  (corrupt, analyze, report)
     from robustune.cli import fewshot  # noqa: F401  (fewshot)
 
