@@ -115,3 +115,40 @@ def test_robustune_train_runs_erapt(tmp_path):
     assert steps and any("pop_coverage_l2" in r for r in steps)
     assert (run / "model.safetensors").is_file()
     assert (run / "analysis" / "erapt_population.png").is_file()  # the report shows <run>/analysis/*.png
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_restores_weighting_state(tmp_path, monkeypatch):
+    """An interrupted + resumed run == an uninterrupted one: DWA windows and collapse history are checkpointed."""
+    from robustune.config import load_config
+    from robustune.engine import train
+    from robustune.methods.erapt import ERAPT
+
+    sets = ["model.weights=null", "data.options.shots=2", "train.eval_every=0", "train.log_every=1",
+            "train.epochs=2", "method.params.population=2", "method.params.generations=1",
+            "method.params.dwa_window=1", "method.params.collapse_window=2", "method.params.diagnostics_every=0"]
+    cfg = load_config("configs/clip_tiny_digits_erapt.yaml", sets)
+    full = train(cfg, tmp_path / "a")
+    original = ERAPT.training_step
+
+    def crashing(self, images, labels, ctx):
+        if ctx.step == 3:  # mid-epoch 2 (2 steps per epoch)
+            raise _Interrupt
+        return original(self, images, labels, ctx)
+
+    monkeypatch.setattr(ERAPT, "training_step", crashing)
+    with pytest.raises(_Interrupt):
+        train(cfg, tmp_path / "b")
+    monkeypatch.setattr(ERAPT, "training_step", original)
+    resumed = train(cfg, tmp_path / "b", resume=True)
+
+    def steps(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"], r["w_nat"], r["w_adv"]) for r in rows if "w_adv" in r]
+
+    assert steps(tmp_path / "a") == steps(tmp_path / "b") and len(steps(tmp_path / "a")) == 4
+    assert len({w for *_, w in steps(tmp_path / "a")}) > 1  # the weights did move
+    assert torch.equal(full.method.weighting.window_means, resumed.method.weighting.window_means)
