@@ -159,6 +159,16 @@ class ERAPT(FAP):
         gain = (res.fitness.amax(1) - res.pgd_fitness).mean()
         return {**stats.logs(), "evo_gain": float(gain), "evo_best_fitness": float(res.fitness.amax(1).mean())}
 
+    @staticmethod
+    def global_losses(natural: torch.Tensor, adversarial: torch.Tensor) -> tuple[float, float]:
+        """Detached losses, averaged over ranks under torchrun so every rank uses the same weights."""
+        from robustune.engine import dist
+
+        both = torch.stack([natural.detach().float(), adversarial.detach().float()])
+        if dist.is_distributed():
+            both = dist.all_reduce_sum(both.clone()) / dist.world_size()
+        return float(both[0]), float(both[1])
+
     def training_step(self, images, labels, ctx) -> dict[str, Any]:
         adv = self.adversarial(images, labels, ctx)  # FAP's PGD, first draws of ctx.generator
         region, res = self.region_images(images, labels, adv, ctx)
@@ -167,7 +177,7 @@ class ERAPT(FAP):
         terms = fap_sample_terms(expand_clean(logits[:n], r), logits[n:], expand_clean(feats[:n], r), feats[n:])
         adversarial = region_loss(terms.view(n, r), self.params.region_reduce)
         natural = F.cross_entropy(logits[:n], labels)
-        w_nat, w_adv = self.weighting.step(natural.detach(), adversarial.detach()).tolist()
+        w_nat, w_adv = self.weighting.step(*self.global_losses(natural, adversarial)).tolist()
         loss = w_nat * natural + w_adv * adversarial  # fixed: (1, λ), bit-identical to FAP's sum
         logs = {"natural_ce": natural.detach(), "adv_term": adversarial.detach(), **self.weighting.logs()}
         every = self.params.diagnostics_every
