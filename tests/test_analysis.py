@@ -71,32 +71,3 @@ def test_plots_write_png_and_the_data_as_json(tmp_path):
                               tmp_path / "int.png")
     assert (tmp_path / "int.png").stat().st_size > 1000
     assert json.loads((tmp_path / "int.json").read_text())["clean"]["density"] == pytest.approx(clean.density)
-
-
-def test_analyze_cli_end_to_end(tmp_path):
-    """Two 1-epoch CNN runs on digits, a one-corruption digits-C, then `robustune analyze`."""
-    from robustune.cli import main
-    from robustune.config import load_config
-    from robustune.corruptions import ensure_corrupted_dataset
-    from robustune.engine import train
-
-    runs = []
-    for name, seed in (("a", 0), ("b", 1)):
-        cfg = load_config("configs/erm_digits.yaml", [f"name={name}", "model.name=small_cnn",
-                                                      "train.epochs=1", f"train.seed={seed}",
-                                                      "train.eval_every=0", "data.train_subset=100",
-                                                      "model.kwargs={width: 4}"])
-        train(cfg, tmp_path / name)
-        runs.append(str(tmp_path / name))
-    root = ensure_corrupted_dataset("digits", tmp_path / "digits-c", "contrast,gaussian_noise", "3")
-    with pytest.raises(SystemExit) as exc:
-        main(["analyze", *runs, "--corruption-root", str(root), "--out", str(tmp_path / "an"),
-              "--corruptions", "contrast,gaussian_noise", "--severity", "3"])
-    assert exc.value.code in (0, None)
-    data = json.loads((tmp_path / "an" / "error_ranks.json").read_text())
-    assert {(h["model"], h["corruption"]) for h in data["histograms"]} == {
-        (m, c) for m in ("a", "b") for c in ("contrast", "gaussian_noise")}
-    for h in data["histograms"]:
-        assert sum(h["counts"]) == h["n_mistakes"] <= h["n_clean_correct"] <= 360
-    assert set(json.loads((tmp_path / "an" / "similarity_heatmaps.json").read_text())["similarity"]) == {"a", "b"}
-    assert (tmp_path / "an" / "pixel_intensity.png").exists()
