@@ -21,6 +21,7 @@ def test_corrupt_eval_analyze_report_pipeline(tmp_path):
         train(cfg, tmp_path / name)
         runs.append(str(tmp_path / name))
     root = ensure_corrupted_dataset("digits", tmp_path / "digits-c", "contrast,gaussian_noise", "3")
+
     def cli(*argv):
         with pytest.raises(SystemExit) as exc:
             main([*argv])
