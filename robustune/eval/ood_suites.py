@@ -72,14 +72,15 @@ def selected_cells(root: str | Path, options: Mapping[str, Any]) -> dict[str, li
     return {c: [s for s in present[c] if sev is None or s in sev] for c in wanted if c in present}
 
 
-def _input_size(model: nn.Module) -> int:
-    return int(getattr(model, "input_size", (3, 224, 224))[-1])
+def _input_size(model: nn.Module) -> int | None:
+    size = getattr(model, "input_size", None)
+    return int(size[-1]) if size else None  # None: the model states no size; images go in as they are
 
 
 def _fit_to_model(ds: Dataset, model: nn.Module) -> Dataset:
     """Evaluate images at their own size when it matches the model; else resize + centre-crop (logged)."""
     size = _input_size(model)
-    if tuple(ds[0][0].shape[-2:]) != (size, size):
+    if size and tuple(ds[0][0].shape[-2:]) != (size, size):
         log.info("corrupted images are %s, the model takes %d px: resizing", tuple(ds[0][0].shape[-2:]), size)
         ds.transform = model_input_options(model)["transform"]
     return ds
@@ -247,7 +248,7 @@ def sequence_logits(model: nn.Module, frames: torch.Tensor, device, batch_size: 
     out = []
     for chunk in frames.split(batch_size):
         chunk = chunk.to(device)
-        if chunk.shape[-1] != size or chunk.shape[-2] != size:
+        if size and (chunk.shape[-1] != size or chunk.shape[-2] != size):
             chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(model(chunk).float().cpu())
     return torch.cat(out)
