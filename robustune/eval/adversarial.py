@@ -79,7 +79,7 @@ def parse_attack(text: str, default_steps: int = 10) -> AttackSpec:
 
 
 def attack_key(spec: AttackSpec, eps: float, norm: str = "Linf") -> str:
-    return f"adversarial/{spec.name}/{norm}/eps={eps_label(eps)}"
+    return f"adversarial/{spec.name}/{norm}/eps={eps_label(eps) if eps else 0}"
 
 
 def pgd_step_size(eps: float, steps: int, cfg: EvalConfig, options: dict[str, Any]) -> float:
@@ -132,7 +132,7 @@ def _autoattack_cell(ctx: EvalContext, key: str, attack: AutoAttack, threat: dic
                               seed=ctx.cfg.seed, state_path=state)
     save_per_sample(ctx.out_dir, key, correct=out.robust, clean=out.clean, fooled_by=out.fooled_by)
     return Cell.from_outcomes(key, "adversarial", "robust_accuracy", out.robust, threat_model=threat,
-                              clean_accuracy=out.clean.float().mean().item(),
+                              clean_accuracy=out.clean.double().mean().item(),
                               components=out.components)
 
 
@@ -141,7 +141,7 @@ def _attack_cell(ctx: EvalContext, key: str, attack: Attack, threat: dict[str, A
                                     desc=key, seed=ctx.cfg.seed)
     save_per_sample(ctx.out_dir, key, correct=robust, clean=clean)
     return Cell.from_outcomes(key, "adversarial", "robust_accuracy", robust, threat_model=threat,
-                              clean_accuracy=clean.float().mean().item())
+                              clean_accuracy=clean.double().mean().item())
 
 
 def suite_attacks(ctx: EvalContext) -> list[AttackSpec]:
