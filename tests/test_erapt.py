@@ -152,3 +152,10 @@ def test_resume_restores_weighting_state(tmp_path, monkeypatch):
     assert steps(tmp_path / "a") == steps(tmp_path / "b") and len(steps(tmp_path / "a")) == 4
     assert len({w for *_, w in steps(tmp_path / "a")}) > 1  # the weights did move
     assert torch.equal(full.method.weighting.window_means, resumed.method.weighting.window_means)
+
+
+@pytest.mark.parametrize("kw", [{"fitness": "fap"}, {"fitness": "ce", "crossover": "blend", "mutation": "gaussian"}])
+def test_fitness_and_operator_options_run(base, batch, kw):
+    method = build(base, "erapt", population=4, generations=1, diagnostics_every=1, diagnostics_points=8, **kw)
+    out, grads = step_and_grads(method, batch)
+    assert math.isfinite(out["loss"].item()) and out["logs"]["evo_gain"] >= 0 and grads
