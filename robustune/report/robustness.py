@@ -14,6 +14,7 @@ from robustune.report.tables import (
     Table,
     corruption_accuracy_table,
     corruption_ce_table,
+    flip_probability_table,
     load_runs,
     summary_table,
 )
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def build_tables(runs: list[ModelRun]) -> list[Table]:
     tables = [summary_table(runs)]
-    tables += [t for t in (corruption_ce_table(runs), corruption_accuracy_table(runs)) if t is not None]
+    extra = (corruption_ce_table(runs), corruption_accuracy_table(runs), flip_probability_table(runs))
+    tables += [t for t in extra if t is not None]
     return tables
 
 

@@ -147,6 +147,14 @@ def corruption_accuracy_table(runs: list[ModelRun]) -> Table | None:
     return _table("Top-1 accuracy per corruption / severity (%)", runs, cols)
 
 
+def flip_probability_table(runs: list[ModelRun]) -> Table | None:
+    cols = [_column(k, c, c.details.get("perturbation", k)) for k, c in
+            _keys(runs, lambda k, c: c.suite == "imagenet-p" and c.metric == "flip_probability")]
+    if not cols:
+        return None
+    return _table("ImageNet-P flip probability per perturbation (%, lower is better)", runs, cols)
+
+
 def is_adversarial(key: str, cell: Cell) -> bool:
     return key.startswith(("pgd/", "adversarial/")) and cell.metric.endswith("accuracy")
 
