@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -198,5 +199,9 @@ def fewshot(split: str = "train", source: str | None = None, subset: str = "all"
                 indices = kshot_indices(train_targets, val_targets, shots, seed, path)[split]
                 parent = val_set if split == "val" and val_set is not None else train_set
     template = getattr(parent, "template", None) or TEMPLATES.get(source, DEFAULT_TEMPLATE)
-    keep = subset_labels(len(getattr(parent, "classes")), subset)
+    classes = list(getattr(parent, "classes"))
+    if classes and all(re.fullmatch(r"n\d{8}", c) for c in classes):
+        log.warning("%s's class names are WordNet ids, useless in CLIP prompts; for ImageNet use "
+                    "source: fewshot_imagenet (reads classnames.txt)", source)
+    keep = subset_labels(len(classes), subset)
     return ClassSubsetView(parent, indices, keep, template)
