@@ -140,3 +140,30 @@ def test_fewshot_command_reports_bad_input(tmp_path: Path, capsys):
         main(["fewshot", str(CONFIG), "--settings", "zeroshot", "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert "base2new, cross, fewshot" in capsys.readouterr().err
+
+
+def test_keep_going_tabulates_finished_cells_and_names_failed_ones(tmp_path: Path, monkeypatch):
+    import robustune.fewshot.protocol as protocol
+
+    def fake_run_cell(cell, proto):
+        if cell.seed == 2:
+            raise RuntimeError("disk full")
+        return _record(cell.seed, 0.8, 0.4, 0.5, 0.1)
+
+    monkeypatch.setattr(protocol, "run_cell", fake_run_cell)
+    proto = ProtocolConfig(seeds=[1, 2, 3], shots=[16])
+    with pytest.raises(RuntimeError, match="disk full"):  # default: stop at the first failure
+        protocol.run_protocol(load_config(CONFIG), proto, tmp_path)
+    with pytest.raises(protocol.ProtocolError, match=r"1 of 3 cells failed.*seed2.*disk full"):
+        protocol.run_protocol(load_config(CONFIG), proto, tmp_path, keep_going=True)
+    assert "| digits | 16 | fap | 2 | 80.0 ± 0.0 |" in (tmp_path / "table.md").read_text()
+
+
+def test_dry_run_lists_cells_without_running(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fewshot", str(CONFIG), "--seeds", "0,1", "--settings", "fewshot,base2new", "--shots", "1,2",
+              "--out", str(tmp_path / "p"), "--dry-run"])
+    assert exc.value.code in (0, None)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("todo")]
+    assert len(lines) == 2 * 2 * 2 and not (tmp_path / "p").exists()
+    assert any("base2new/digits/2shot/erm/seed0  evaluations: base, new" in ln for ln in lines)

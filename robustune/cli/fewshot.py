@@ -39,13 +39,15 @@ def fewshot(
     option: list[str] = typer.Option([], "--option", help="suite option key=value"),
     out: Path = typer.Option(Path("runs/fewshot"), help="protocol folder (one run folder per cell)"),
     set_: list[str] = typer.Option([], "--set", help="config override, e.g. --set train.epochs=5"),
+    keep_going: bool = typer.Option(False, "--keep-going", help="run the other cells when one fails"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the cells and their status, run nothing"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run (or resume) a few-shot protocol and write OUT/table.md and OUT/table.json."""
     from robustune.config import load_config
     from robustune.engine.trainer import TrainingDivergedError
     from robustune.fewshot import ProtocolConfig, run_protocol
-    from robustune.fewshot.protocol import source_of
+    from robustune.fewshot.protocol import ProtocolError, cell_status, plan_cells, source_of
     from robustune.models.factory import WeightsUnavailableError
 
     setup_logging(verbose)
@@ -60,9 +62,13 @@ def fewshot(
             cross_source=cross_source, eps=parse_eps_list(eps), pgd_steps=pgd_steps,
             pgd_alpha=alpha, n_eval=n_eval, extra_suites=parse_list(extra_suites),
             suite_options=parse_options(option), overrides=list(set_))
-        run_protocol(cfg, protocol, out)
+        if dry_run:
+            for cell in plan_cells(cfg, protocol, out):
+                typer.echo(f"{cell_status(cell):9s} {cell.run_dir}  evaluations: {', '.join(cell.evals)}")
+            return
+        run_protocol(cfg, protocol, out, keep_going=keep_going)
     except (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
-            WeightsUnavailableError, TrainingDivergedError) as exc:
+            WeightsUnavailableError, TrainingDivergedError, ProtocolError) as exc:
         fail(str(exc))
     typer.echo((out / "table.md").read_text())
     typer.echo(f"tables: {out / 'table.md'} and {out / 'table.json'}")

@@ -257,13 +257,43 @@ def run_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
     return record
 
 
-def run_protocol(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Run (or resume) every cell, then write ``table.md`` and ``table.json`` into ``out_dir``."""
+class ProtocolError(RuntimeError):
+    """Some cells failed (with ``keep_going``); the others are finished and tabulated."""
+
+
+def cell_status(cell: ProtocolCell) -> str:
+    """finished | trained (evaluation pending) | started (checkpoints) | todo."""
+    from robustune.engine.checkpoint import latest_checkpoint
+
+    if (cell.run_dir / CELL_FILE).is_file():
+        return "finished"
+    if (cell.run_dir / "model.safetensors").is_file():
+        return "trained"
+    return "started" if cell.run_dir.is_dir() and latest_checkpoint(cell.run_dir) else "todo"
+
+
+def run_protocol(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path, *,
+                 keep_going: bool = False) -> list[dict[str, Any]]:
+    """Run (or resume) every cell, then write ``table.md`` and ``table.json`` into ``out_dir``.
+
+    With ``keep_going`` a failing cell is logged and the others still run; the tables then hold the
+    finished cells and :class:`ProtocolError` names the failed ones.
+    """
     from robustune.fewshot.table import write_tables
 
     cells = plan_cells(base, protocol, out_dir)
     log.info("few-shot protocol: %d cells into %s", len(cells), out_dir)
-    records = [run_cell(cell, protocol) for cell in cells]
+    records, failed = [], []
+    for cell in cells:
+        try:
+            records.append(run_cell(cell, protocol))
+        except Exception as exc:  # noqa: BLE001 - reported below, the other cells still run
+            if not keep_going:
+                raise
+            log.error("cell %s failed: %s: %s", cell.run_dir, type(exc).__name__, exc)
+            failed.append(f"{cell.run_dir} ({type(exc).__name__}: {exc})")
     write_tables(records, Path(out_dir))
+    if failed:
+        raise ProtocolError(f"{len(failed)} of {len(cells)} cells failed (run again to retry them): "
+                            + "; ".join(failed))
     return records
-
