@@ -38,7 +38,9 @@ def test_table_mean_std_and_harmonic_mean_by_hand():
 def test_table_includes_extra_robust_suites_and_cross_average():
     recs = []
     for seed, (src, tgt, aa) in enumerate([(0.9, 0.5, 0.2), (0.7, 0.3, 0.4)]):
-        ev = lambda nat: {"natural": nat, "pgd": {"1/255": nat / 2}, "robust": {"aa/eps=1/255": aa}}  # noqa: E731
+        def ev(nat: float, aa: float = aa) -> dict:
+            return {"natural": nat, "pgd": {"1/255": nat / 2}, "robust": {"aa/eps=1/255": aa}}
+
         recs.append({"setting": "cross", "dataset": "digits", "shots": 4, "method": "fap", "seed": seed,
                      "evals": {"digits": ev(src), "other": ev(tgt), "third": ev(tgt + 0.1)}})
     (row,) = summarise(recs)
