@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -190,3 +191,19 @@ def test_every_split_file_dataset_reads_its_coop_layout(tmp_path: Path, name: st
     assert ds.classes == ["class 0", "class 1"] and ds.targets == [0, 1]
     assert ds.template == spec.template and "{}" in ds.template
     assert [Path(p).name for p, _ in ds.samples] == ["test_0.png", "test_1.png"]
+
+
+def test_coop_dataset_through_load_splits_is_sized_for_the_model(caltech_root: Path):
+    from robustune.config import DataConfig
+    from robustune.data import build_loader, load_splits
+    from robustune.models import create_classifier
+
+    model = create_classifier("vit_tiny32", num_classes=2)
+    cfg = DataConfig(name="fewshot", root=str(caltech_root),
+                     options={"source": "caltech101", "subset": "new", "shots": 3, "seed": 0})
+    splits = load_splits(cfg, model)
+    assert splits.classes == ["accordion", "anchor"]
+    assert len(splits.train) == 6 and len(splits.val) == 4 and len(splits.test) == 6  # val: 2 per class
+    images, labels = next(iter(build_loader(splits.train, batch_size=6)))
+    assert images.shape == (6, 3, 32, 32) and images.dtype == torch.float32
+    assert 0 <= images.min() and images.max() <= 1 and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
