@@ -39,7 +39,7 @@ def test_corrupt_eval_analyze_report_pipeline(tmp_path):
 
     an = tmp_path / "a" / "analysis"
     cli("analyze", *runs, "--corruption-root", str(root), "--out", str(an),
-        "--corruptions", "contrast,gaussian_noise", "--severity", "3")
+        "--corruptions", "contrast,gaussian_noise", "--severity", "3", "--shared-similarity")
     cli("report", *runs, "--out", str(tmp_path / "report.html"))
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 1 + 3  # severity plot + the 3 analyses (no PGD cells)
@@ -48,6 +48,7 @@ def test_corrupt_eval_analyze_report_pipeline(tmp_path):
     assert {(h["model"], h["corruption"]) for h in data["histograms"]} == {
         (m, c) for m in ("a", "b") for c in ("contrast", "gaussian_noise")}
     for h in data["histograms"]:
+        assert h["extra"]["ranked_by_similarity_of"] == "a"  # --shared-similarity
         assert sum(h["counts"]) == h["n_mistakes"] <= h["n_clean_correct"] <= 360
     assert set(json.loads((an / "similarity_heatmaps.json").read_text())["similarity"]) == {"a", "b"}
     assert (an / "pixel_intensity.png").exists()

@@ -63,8 +63,12 @@ def model_similarity(model, cfg, classes: list[str]) -> torch.Tensor:
 
 def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, out_dir: str | Path, *,
                  corruptions: str | Sequence[str] = "common", severity: int = 3, split: str = "test",
-                 max_images_intensity: int = 500) -> list[Path]:
-    """Error-rank histograms, similarity heatmaps (side by side) and intensity histograms; returns PNG paths."""
+                 max_images_intensity: int = 500, shared_similarity: bool = False) -> list[Path]:
+    """Error-rank histograms, similarity heatmaps (side by side) and intensity histograms; returns PNG paths.
+
+    ``shared_similarity``: rank every model's mistakes by the first run's class similarity (e.g.
+    the pre-trained model, as in GFN) instead of each model's own.
+    """
     from robustune.config import load_config
     from robustune.corruptions import resolve_corruptions
     from robustune.eval.model_loading import load_run_model
@@ -86,7 +90,8 @@ def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, ou
         sims[label] = model_similarity(model, cfg, classes)
         from robustune.gfn.similarity import neighbor_ranks
 
-        ranks = neighbor_ranks(sims[label])
+        ranked_by = next(iter(sims)) if shared_similarity else label
+        ranks = neighbor_ranks(sims[ranked_by])
         clean_pred, labels = predict(model, clean_ds)
         for c in names:
             ds, index = aligned_corrupted(root, c, severity, classes, len(clean_ds))
@@ -94,6 +99,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, ou
             if not torch.equal(y, labels[index]):
                 raise ValueError(f"labels of {root}/{c} do not match the clean {split} split")
             hists.append(corruption_error_ranks(clean_pred[index], pred, y, ranks, c, severity, label))
+            hists[-1].extra["ranked_by_similarity_of"] = ranked_by
     written = [plot_error_rank_histograms(hists, out / "error_ranks.png"),
                plot_similarity_heatmaps(sims, classes, out / "similarity_heatmaps.png")]
     clean_h = intensity_histogram(stack_images(clean_ds, max_images_intensity), "clean")

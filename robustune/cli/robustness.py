@@ -70,6 +70,7 @@ def analyze(
     corruptions: str = typer.Option("common", help="corruptions to analyse (those present are used)"),
     severity: int = typer.Option(3, help="severity of the error-rank and intensity analyses"),
     split: str = typer.Option("test"),
+    shared_similarity: bool = typer.Option(False, help="rank all models' mistakes by the first run's similarity"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """GFN Sec. 3.1: error-rank histograms, similarity heatmaps, pixel-intensity histograms."""
@@ -78,7 +79,7 @@ def analyze(
     setup_logging(verbose)
     try:
         written = analyze_runs(runs, corruption_root, out, corruptions=corruptions, severity=severity,
-                               split=split)
+                               split=split, shared_similarity=shared_similarity)
     except USER_ERRORS as exc:
         fail(str(exc))
     for path in written:
