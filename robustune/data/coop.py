@@ -21,6 +21,7 @@ Every dataset exposes ``classes`` (CoOp class names with ``_`` read as a space, 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -263,13 +264,21 @@ def read_coop_items(spec: CoOpSpec, root: str | os.PathLike | None
     return items, class_names_from_items(items["train"] + items["val"] + items["test"]), ddir
 
 
+@functools.lru_cache(maxsize=8)
+def _read_coop_items_memo(name: str, root: str | None) -> tuple[dict[str, Items], list[str], Path]:
+    # One run builds its splits several times (classes, train, val, test, each evaluation); listing
+    # ImageNet's 1.28 M files once per process is enough. Callers never mutate the items.
+    return read_coop_items(SPECS[name], root)
+
+
 def create_coop_dataset(name: str, split: str = "train", root: str | None = None, transform=None,
                         verify: bool = False, **_: Any) -> Dataset:
     """One split of CoOp dataset ``name`` (a key of :data:`SPECS`)."""
     spec = SPECS[name]
     if split not in SPLITS:
         raise ValueError(f"unknown {name} split {split!r}; valid: {', '.join(SPLITS)}")
-    items, classes, ddir = read_coop_items(spec, root)
+    where = str(Path(root).expanduser().resolve()) if root else None
+    items, classes, ddir = _read_coop_items_memo(name, where)
     if not items[split]:
         raise MissingSplitError(f"{name} has no {split!r} split (ImageNet: sample val from train, "
                          "as the few-shot protocol does)")
