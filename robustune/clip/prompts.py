@@ -236,7 +236,7 @@ class MaPLePrompts(PromptLearner):
         if n_ctx:
             self._check_depth(depth, min(self.text_layers, self.vision_layers), "text and vision")
         self.ctx = nn.Parameter(self.ctx_init_vectors if self.n_ctx else torch.empty(0, self.text_width))
-        self.proj = nn.Linear(self.text_width, self.vision_width)
+        self.proj = nn.Linear(self.text_width, self.vision_width) if self.n_ctx else None
         self.vision_deep = nn.ParameterList([_normal(n_ctx, self.vision_width) for _ in range(self.depth - 1)])
         self.proj_deep = nn.ModuleList([nn.Linear(self.vision_width, self.text_width)
                                         for _ in range(self.depth - 1)])
