@@ -123,6 +123,11 @@ def test_fewshot_command_end_to_end_and_resume(tmp_path: Path, monkeypatch):
     assert not math.isnan(json.loads((out / "table.json").read_text())["rows"][0]["metrics"]["hm"]
                           ["natural"]["mean"])
 
+    _cli(out, "--eps", "1/255,2/255")  # new evaluation settings: evaluated again, not trained again
+    record = json.loads((run / "cell.json").read_text())
+    assert set(record["evals"]["new"]["pgd"]) == {"1/255", "2/255"}
+    assert "PGD 2/255" in (out / "table.md").read_text()
+
 
 def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatch):
     import robustune.engine as engine

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,7 +235,7 @@ def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any
             "pgd": {label: results.value(key) for key, label in pgd.items()},
             # robust accuracies of the extra suites (e.g. AutoAttack), by cell key
             "robust": {k: c.value for k, c in results.cells.items()
-                       if c.metric == "robust_accuracy" and k not in pgd},
+                       if c.metric == "robust_accuracy" and c.suite in protocol.extra_suites},
             "n": results.cells["clean"].n,
             "classes": list(classes),
         }
@@ -244,17 +245,27 @@ def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any
 def run_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
     """Train and evaluate one cell; ``cell.json`` marks it finished (then it is only read)."""
     path = cell.run_dir / CELL_FILE
+    spec = eval_spec(protocol)
     if path.is_file():
-        log.info("%s: finished, skipped", cell.run_dir)
-        return read_json(path)
+        record = read_json(path)
+        if record.get("eval") == spec:
+            log.info("%s: finished, skipped", cell.run_dir)
+            return record
+        log.info("%s: evaluation settings changed; evaluating again (training is kept)", cell.run_dir)
     log.info("cell %s", " ".join(f"{k}={v}" for k, v in cell.key().items()))
     train_cell(cell)
     record = {**cell.key(), "run_dir": str(cell.run_dir), "evals": evaluate_cell(cell, protocol),
-              "eval": {"eps": protocol.eps, "pgd_steps": protocol.pgd_steps,
-                       "pgd_alpha": protocol.pgd_alpha, "n_eval": protocol.n_eval,
-                       "suites": protocol.eval_config().suites}}
+              "eval": spec}
     write_json(path, record)
     return record
+
+
+def eval_spec(protocol: ProtocolConfig) -> dict[str, Any]:
+    """What a finished cell was evaluated with; a cell evaluated otherwise is evaluated again."""
+    return json.loads(json.dumps({
+        "eps": protocol.eps, "pgd_steps": protocol.pgd_steps, "pgd_alpha": protocol.pgd_alpha,
+        "n_eval": protocol.n_eval, "seed": protocol.eval_seed, "suites": protocol.eval_config().suites,
+        "options": protocol.suite_options}, default=str))
 
 
 class ProtocolError(RuntimeError):
