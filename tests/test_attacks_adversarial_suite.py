@@ -127,6 +127,7 @@ def test_cli_eval_adversarial_end_to_end(trained_tiny_run, tmp_path, capsys):
     assert results["dataset"]["n_images"] == 10
     assert results["cells"]["adversarial/cw/Linf/eps=1/255"]["details"]["threat_model"]["steps"] == 5
     assert any(c["check"] == "eps=0 reproduces clean accuracy" and c["passed"] for c in results["checks"])
+    assert "sanity checks:" in text
 
 
 def test_cli_rejects_unknown_attack(trained_tiny_run, tmp_path, capsys):

@@ -67,6 +67,11 @@ def eval_cmd(
         fail(str(exc))
     for key, cell in results.cells.items():
         typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}")
+    if results.checks:
+        failed = [c for c in results.checks if not c["passed"]]
+        typer.echo(f"sanity checks: {len(results.checks) - len(failed)} passed, {len(failed)} failed")
+        for c in failed:
+            typer.echo(f"  FAILED {c['check']}: {c['cell']} ({c['detail']})")
 
 
 @app.command("list")

@@ -30,6 +30,7 @@ from torch import nn
 
 from robustune.attacks import ATTACK_LOSSES, Attack, create_attack
 from robustune.attacks.autoattack import AutoAttack, component_settings
+from robustune.attacks.external import import_torchattacks
 from robustune.config import EvalConfig, parse_number
 from robustune.eval.autoattack_run import autoattack_outcomes
 from robustune.eval.results import Cell, safe_name, save_per_sample
@@ -98,6 +99,11 @@ def build_attack(spec: AttackSpec, model: nn.Module, eps: float, cfg: EvalConfig
     """The attack of ``spec`` at ``eps`` and its threat model as data."""
     norm = options.get("norm", "Linf")
     overrides = dict(options.get("attack_overrides") or {})
+    if spec.family != "pgd" and spec.family != "fgsm":
+        try:
+            import_torchattacks()
+        except ImportError as exc:  # a user-facing error, not a traceback
+            raise ValueError(str(exc)) from exc
     threat: dict[str, Any] = {"attack": spec.name, "norm": norm, "eps": eps, "eps_label": eps_label(eps)}
     if spec.family == "pgd":
         alpha = pgd_step_size(eps, spec.steps, cfg, options)
@@ -107,18 +113,20 @@ def build_attack(spec: AttackSpec, model: nn.Module, eps: float, cfg: EvalConfig
                       random_start=True, loss=spec.loss)
     elif spec.is_autoattack:
         names = component_settings(_version(spec))
-        attack = create_attack(spec.family, model, eps=eps, norm=norm, seed=cfg.seed,
-                               overrides={k: v for k, v in overrides.items() if k in names})
+        used = {k: v for k, v in overrides.items() if k in names}
+        attack = create_attack(spec.family, model, eps=eps, norm=norm, seed=cfg.seed, overrides=used)
         threat.update(family="autoattack", **attack.describe())
     else:
+        used = {spec.family: overrides[spec.family]} if spec.family in overrides else {}
         attack = create_attack(spec.family, model, eps=eps, norm=norm, seed=cfg.seed,
-                               **overrides.get(spec.family, {}))
+                               **used.get(spec.family, {}))
         threat.update(family=spec.family, settings={k: v for k, v in vars(attack).items()
                                                     if isinstance(v, (int, float, str, bool))
                                                     and k not in ("eps", "norm")})
-    threat["standard"] = not overrides
-    if overrides:
-        threat["overrides"] = overrides
+    if spec.family != "pgd":
+        threat["standard"] = not used
+        if used:
+            threat["overrides"] = used
     return attack, threat
 
 

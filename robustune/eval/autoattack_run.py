@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
 
 from robustune.attacks import eval_mode
 from robustune.attacks.autoattack import AutoAttack
@@ -84,7 +85,8 @@ def _run_component(attack: AutoAttack, k: int, dataset: Dataset, state: dict[str
                    batch_size: int, device, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     idx = [i for i, r in enumerate(state["robust"]) if r]
-    for b, (x, y) in enumerate(build_loader(Subset(dataset, idx), batch_size)):
+    loader = build_loader(Subset(dataset, idx), batch_size)
+    for b, (x, y) in enumerate(tqdm(loader, desc=f"AutoAttack {attack.component_names[k]}", leave=False)):
         x, y = x.to(device), torch.as_tensor(y).to(device)
         _, fooled = attack.run_component(k, x, y, step_generator(seed, k, b, device=device))
         for j in fooled.nonzero().squeeze(1).tolist():
