@@ -8,6 +8,8 @@ from robustune.fewshot.protocol import (
     SETTINGS,
     ProtocolCell,
     ProtocolConfig,
+    ProtocolError,
+    cell_status,
     fewshot_config,
     plan_cells,
     run_cell,
@@ -16,6 +18,6 @@ from robustune.fewshot.protocol import (
 from robustune.fewshot.table import harmonic_mean, markdown_tables, summarise, write_tables
 
 __all__ = [
-    "SETTINGS", "ProtocolCell", "ProtocolConfig", "fewshot_config", "harmonic_mean",
+    "SETTINGS", "ProtocolCell", "ProtocolConfig", "ProtocolError", "cell_status", "fewshot_config", "harmonic_mean",
     "markdown_tables", "plan_cells", "run_cell", "run_protocol", "summarise", "write_tables",
 ]
