@@ -72,6 +72,7 @@ def test_targets_are_never_the_true_class_and_always_in_top_k(ranks):
 def test_targeted_step_raises_target_probability_and_stays_in_bounds(trained_tiny_model, batch, ranks):
     x, y = batch
     model = trained_tiny_model
+    model.zero_grad(set_to_none=True)
     pert = NeighborPerturbation(model, eta=0.05)
     adv, targets = pert(x, y, neighbor_table(ranks, 3), torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -29,9 +29,10 @@ def test_pgd_lowers_accuracy_and_restores_train_flag(trained_tiny_model, batch):
     x, y = batch
     model = trained_tiny_model
     model.train()
-    model.blocks[0].eval()  # a mixed state must come back exactly
+    model.backbone.blocks[0].eval()  # a mixed state must come back exactly
     adv = PGD(model, eps=8 / 255, steps=10)(x, y)
-    assert model.training and not model.blocks[0].training and model.blocks[1].training
+    blocks = model.backbone.blocks
+    assert model.training and not blocks[0].training and blocks[1].training
     model.eval()
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).float().mean()
@@ -41,6 +42,7 @@ def test_pgd_lowers_accuracy_and_restores_train_flag(trained_tiny_model, batch):
 
 def test_same_seed_same_result_and_no_parameter_gradients(trained_tiny_model, batch):
     x, y = batch
+    trained_tiny_model.zero_grad(set_to_none=True)
     a = PGD(trained_tiny_model, eps=4 / 255, steps=3, seed=7)(x, y)
     b = PGD(trained_tiny_model, eps=4 / 255, steps=3, seed=7)(x, y)
     c = PGD(trained_tiny_model, eps=4 / 255, steps=3, seed=8)(x, y)

@@ -49,11 +49,30 @@ def build_model(cfg: RunConfig, num_classes: int) -> Classifier:
     return model
 
 
+def check_labels(splits: DataSplits, num_classes: int) -> None:
+    """Fail early, naming the split and the label, when a label is outside [0, num_classes)."""
+    from robustune.data.splits import targets_of
+
+    for name in ("train", "val", "test"):
+        ds = getattr(splits, name)
+        if ds is None:
+            continue
+        targets = targets_of(ds)
+        bad = [t for t in targets if not 0 <= int(t) < num_classes]
+        if bad:
+            raise ValueError(
+                f"the {name} split has {len(bad)} label(s) outside [0, {num_classes}), e.g. {bad[0]}: "
+                f"the model has {num_classes} classes (from the training split's class list); "
+                "fix the labels or the class list of the dataset"
+            )
+
+
 def build_run(cfg: RunConfig) -> tuple[Method, DataSplits]:
     """Model (sized for the data), data splits (sized for the model) and the method."""
     num_classes = count_classes(cfg)
     model = build_model(cfg, num_classes)
     splits = load_splits(cfg.data, model)
+    check_labels(splits, num_classes)
     method = create_method(cfg.method.name, model, cfg.method.params, num_classes=num_classes)
     return method, splits
 

@@ -44,3 +44,30 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def shard_indices(n: int) -> list[int]:
+    """This rank's share of ``range(n)``: every index on exactly one rank, no padding."""
+    return list(range(rank(), n, world_size()))
+
+
+def gather_by_index(n: int, indices: list[int], *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Reassemble per-rank results (rows for ``indices``) into full tensors of length ``n``.
+
+    Each image's result is taken exactly once (shards do not overlap and are not padded, unlike
+    DistributedSampler's evaluation padding).
+    """
+    if not is_distributed():
+        return tensors
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, (indices, [t.cpu() for t in tensors]))
+    out = [torch.empty((n, *t.shape[1:]), dtype=t.dtype) for t in tensors]
+    seen = torch.zeros(n, dtype=torch.long)
+    for idx, ts in parts:
+        index = torch.as_tensor(idx, dtype=torch.long)
+        seen[index] += 1
+        for o, t in zip(out, ts):
+            o[index] = t
+    if not bool((seen == 1).all()):
+        raise RuntimeError("distributed evaluation lost or duplicated images")
+    return tuple(out)

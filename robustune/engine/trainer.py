@@ -95,7 +95,8 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        ctx = StepContext(epoch=epoch, step=step, generator=step_generator(cfg.train.seed, step, device=device))
+        ctx = StepContext(epoch=epoch, step=step,
+                          generator=step_generator(cfg.train.seed, step, dist.rank(), device=device))
         with _autocast(cfg, device):
             out = method.training_step(images, labels, ctx)
         loss = out["loss"]
@@ -148,6 +149,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     method.to(device)
     if cfg.train.channels_last:
         method.to(memory_format=torch.channels_last)
+    if cfg.train.compile:
+        method.eval_model().compile()  # in place: state_dict keys are unchanged
     if not resume and latest_checkpoint(run_dir) is not None:
         raise FileExistsError(
             f"{run_dir} already holds checkpoints of a run; pass --resume to continue it, "

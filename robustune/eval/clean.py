@@ -13,13 +13,24 @@ from robustune.data import build_loader
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256,
             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted labels, true labels) over ``dataset``, model in eval mode (flag restored)."""
+    """(predicted labels, true labels) over ``dataset``, model in eval mode (flag restored).
+
+    Under torch.distributed each rank predicts its own shard and the results are gathered, every
+    image exactly once, in dataset order.
+    """
+    from torch.utils.data import Subset
+
+    from robustune.engine import dist
+
+    indices = dist.shard_indices(len(dataset))
+    part = Subset(dataset, indices) if dist.is_distributed() else dataset
     preds, labels = [], []
     with eval_mode(model):
-        for x, y in build_loader(dataset, batch_size):
+        for x, y in build_loader(part, batch_size):
             preds.append(model(x.to(device)).argmax(1).cpu())
             labels.append(torch.as_tensor(y))
-    return torch.cat(preds), torch.cat(labels)
+    pred, label = torch.cat(preds), torch.cat(labels)
+    return dist.gather_by_index(len(dataset), indices, pred, label)
 
 
 def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256,

@@ -1,0 +1,153 @@
+"""Grids of runs (ablations): train each cell, evaluate it, and tabulate (GFN Tables 3–5 shape).
+
+A grid is a list of ``key=v1,v2,...`` axes. A key without a dot is a method parameter
+(``k`` → ``method.params.k``); a dotted key is any config path (``optim.lr``). The special axis
+``method`` takes method names, optionally with a loss reading (``gfn:neighbor_margin``), and
+``none`` for the starting model without fine-tuning (the paper's "Baseline" row). Method
+parameters of the base config that another method does not accept are dropped for that cell.
+Cells run sequentially; a finished cell (its ``results.json`` has every requested cell) is skipped,
+and an interrupted one resumes from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from robustune.config import ConfigError, EvalConfig, RunConfig, apply_overrides, from_dict, to_dict
+from robustune.utils import write_json, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    values: dict[str, str]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.values.items()] + [f"seed={self.seed}"]
+        return "__".join(p.replace("/", "_").replace(":", "-") for p in parts)
+
+
+@dataclass
+class AblationResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    table_md: str = ""
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"grid axis {item!r} must look like key=v1,v2 (e.g. k=10,20,30)")
+        key, values = item.split("=", 1)
+        grid[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    return grid
+
+
+def cell_config(base: dict[str, Any], values: dict[str, str], seed: int) -> RunConfig | None:
+    """The RunConfig of one cell, or ``None`` for the no-fine-tuning baseline."""
+    data = yaml.safe_load(yaml.safe_dump(base))
+    method = values.get("method")
+    if method == "none":
+        return None
+    if method:
+        from robustune.methods import METHODS
+
+        name, _, loss = method.partition(":")
+        accepted = {f.name for f in dataclasses.fields(METHODS.get(name).Params)}
+        params = {k: v for k, v in data.get("method", {}).get("params", {}).items() if k in accepted}
+        if loss:
+            params["loss"] = loss
+        data["method"] = {"name": name, "params": params}
+    overrides = [f"{k if '.' in k else 'method.params.' + k}={v}" for k, v in values.items()
+                 if k != "method"]
+    data = apply_overrides(data, overrides + [f"train.seed={seed}"])
+    return from_dict(RunConfig, data)
+
+
+def _metric_columns(results) -> dict[str, float]:
+    out = {}
+    for key, cell in results.cells.items():
+        out[f"{key} [{cell.metric}]"] = cell.value
+    return out
+
+
+def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalConfig,
+             options: dict[str, Any]):
+    from robustune.engine import train
+    from robustune.engine.build import resolve_weights_file
+    from robustune.eval import evaluate
+    from robustune.eval.model_loading import load_run_model
+
+    if cfg is None:  # baseline: the starting model itself
+        if not base.model.init_from:
+            raise ConfigError("method=none needs model.init_from (the model to evaluate unchanged)")
+        source = resolve_weights_file(base.model.init_from).parent
+        model_cfg = from_dict(RunConfig, yaml.safe_load((source / "config.yaml").read_text()))
+        model_dir = source
+    else:
+        if not (run_dir / "model.safetensors").exists():
+            train(cfg, run_dir, resume=True)
+        model_cfg, model_dir = cfg, run_dir
+    model, dataset, classes, info = load_run_model(model_cfg, model_dir, ecfg.split)
+    return evaluate(model, dataset, ecfg, run_dir / "eval", classes=classes, model_info=info["model"],
+                    dataset_info=info["dataset"], batch_size=model_cfg.data.eval_batch_size,
+                    options=options)
+
+
+def summarise(rows: list[dict[str, Any]], axes: list[str]) -> str:
+    """Markdown table: one row per grid point, mean ± std over seeds per metric (in %)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row["values"][a] for a in axes), []).append(row)
+    metrics: list[str] = []
+    for row in rows:
+        metrics += [m for m in row["metrics"] if m not in metrics]
+    lines = ["| " + " | ".join(axes + metrics) + " | seeds |",
+             "|" + "---|" * (len(axes) + len(metrics) + 1)]
+    for key, group in groups.items():
+        cells = []
+        for m in metrics:
+            vals = [100 * r["metrics"][m] for r in group if m in r["metrics"]]
+            if not vals:
+                cells.append("–")
+            elif len(vals) == 1:
+                cells.append(f"{vals[0]:.1f}")
+            else:
+                cells.append(f"{statistics.mean(vals):.1f} ± {statistics.stdev(vals):.1f}")
+        lines.append("| " + " | ".join(list(key) + cells) + f" | {len(group)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_ablation(base: RunConfig, grid: dict[str, list[str]], out: Path, seeds: list[int],
+                 ecfg: EvalConfig, options: dict[str, Any] | None = None) -> AblationResult:
+    """Run every cell of ``grid`` × ``seeds`` into ``out`` and write ``ablation.md`` / ``.json``."""
+    out = Path(out)
+    axes = list(grid)
+    base_dict = to_dict(base)
+    result = AblationResult()
+    combos = list(itertools.product(*[grid[a] for a in axes])) or [()]
+    for combo in combos:
+        for seed in seeds:
+            cell = Cell(dict(zip(axes, combo)), seed)
+            cfg = cell_config(base_dict, cell.values, seed)
+            log.info("ablation cell %s", cell.name)
+            res = run_cell(cfg, base, out / cell.name, ecfg, options or {})
+            result.rows.append({"values": cell.values, "seed": seed, "run": str(out / cell.name),
+                                "metrics": _metric_columns(res)})
+            write_json(out / "ablation.json", {"axes": axes, "seeds": seeds, "rows": result.rows})
+    result.table_md = summarise(result.rows, axes)
+    header = (f"# Ablation of `{base.name}`\n\nGrid: {', '.join(f'{a} ∈ {{{", ".join(grid[a])}}}' for a in axes)}; "
+              f"seeds {seeds}. Values in %, mean ± std over seeds. Metric names in brackets.\n\n")
+    write_text_atomic(out / "ablation.md", header + result.table_md)
+    return result
