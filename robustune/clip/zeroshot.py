@@ -82,8 +82,8 @@ class CLIPClassifier(nn.Module):
         self.classnames = list(classnames)
         if templates is not None:
             self.templates = list(templates)
-        self.class_embeddings = encode_class_texts(self.clip, self.tokenizer, self.classnames,
-                                                   self.templates)
+        # Encoded on first use, on the model's device (prompt methods may never need it).
+        self.class_embeddings = torch.empty(0, device=self.class_embeddings.device)
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """Image features (unnormalised) of [0,1] images."""
@@ -95,6 +95,9 @@ class CLIPClassifier(nn.Module):
 
     def text_features(self) -> torch.Tensor:
         """(C, D) unit class text features: the classification head."""
+        if self.class_embeddings.numel() == 0:
+            self.class_embeddings = encode_class_texts(self.clip, self.tokenizer, self.classnames,
+                                                       self.templates)
         return self.class_embeddings
 
     def head_weights(self) -> torch.Tensor:
