@@ -152,6 +152,11 @@ def test_kshot_is_deterministic_disjoint_and_cached(seed: int):
     assert again.indices == train.indices  # same seed → same images, cache or not
     other = create_dataset("fewshot", "train", source="digits", shots=8, seed=seed + 5, cache=False)
     assert other.indices != train.indices
+    from robustune.config import DataConfig
+    from robustune.data import load_splits
+
+    plain = load_splits(DataConfig(name="digits", shots=8, subset_seed=seed)).train
+    assert plain.indices == train.indices  # the same draw as data.shots on the plain dataset
     base = create_dataset("fewshot", "train", subset="base", **kw)
     assert set(train.parent.targets[i] for i in base.indices) == {0, 1, 2, 3, 4}
     assert set(base.indices) <= set(train.indices)  # base-to-new keeps the K-shot draw

@@ -21,16 +21,15 @@ import hashlib
 import logging
 import math
 import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from robustune.data.coop import MissingSplitError
 from robustune.data.registry import create_dataset, register_dataset
+from robustune.data.sampling import few_shot_indices
 from robustune.registry import unknown_choice_message
 from robustune.utils import cache_dir, read_json, write_json
 
@@ -82,25 +81,12 @@ class ClassSubsetView(Dataset):
         return image, self.label_map[int(label)]
 
 
-def sample_per_class(targets: list[int], shots: int, rng: np.random.Generator,
-                     exclude: set[int] | None = None) -> list[int]:
-    """``shots`` indices per class (all of a class if it has fewer), sorted."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, t in enumerate(targets):
-        if not exclude or i not in exclude:
-            groups[int(t)].append(i)
-    chosen, short = [], []
-    for _, ix in sorted(groups.items()):
-        if len(ix) < shots:
-            short.append(ix)
-        chosen.extend(rng.permutation(ix)[:shots].tolist())
-    if short:
-        log.warning("%d classes have fewer than %d images; all of them are used", len(short), shots)
-    return sorted(int(i) for i in chosen)
+SAMPLER_VERSION = 2  # part of the cache key: a cache of another sampler is drawn again
 
 
 def _fingerprint(targets: list[int]) -> str:
-    return hashlib.sha1(",".join(map(str, targets)).encode()).hexdigest()[:16]
+    text = f"v{SAMPLER_VERSION}:" + ",".join(map(str, targets))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def kshot_cache_path(source: str, root: str | None, shots: int, seed: int) -> Path:
@@ -124,12 +110,15 @@ def kshot_indices(train_targets: list[int], val_targets: list[int] | None, shots
         if cached.get("fingerprint") == fingerprint:
             return cached
         log.warning("K-shot cache %s was made for other data; sampling again", cache_path)
-    train = sample_per_class(train_targets, shots, np.random.default_rng([seed, 0]))
+    # The same draw as ``data.shots`` with ``data.subset_seed`` on the plain dataset.
+    train = few_shot_indices(train_targets, shots, seed)
     val_shots = min(shots, VAL_SHOTS_MAX)
     if val_targets is None:
-        val = sample_per_class(train_targets, val_shots, np.random.default_rng([seed, 1]), exclude=set(train))
+        chosen = set(train)
+        rest = [i for i in range(len(train_targets)) if i not in chosen]
+        val = [rest[j] for j in few_shot_indices([train_targets[i] for i in rest], val_shots, seed)]
     else:
-        val = sample_per_class(val_targets, val_shots, np.random.default_rng([seed, 1]))
+        val = few_shot_indices(val_targets, val_shots, seed)
     record = {"shots": shots, "val_shots": val_shots, "seed": seed, "train": train, "val": val,
               "val_from": "train" if val_targets is None else "val", "fingerprint": fingerprint}
     if cache_path is not None:
