@@ -123,6 +123,13 @@ def _ce_step(method: PromptMethod, images: torch.Tensor, labels: torch.Tensor) -
     return {"loss": F.cross_entropy(logits, labels), "logits": logits, "logs": {}}
 
 
+class AdversarialCE(PromptMethod):
+    """CE on PGD AEs made against the current prompts (the adversarial baselines of spec §5)."""
+
+    def training_step(self, images, labels, ctx):
+        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
+
+
 @dataclass
 class CoOpParams:
     n_ctx: int = 4
@@ -148,13 +155,10 @@ class APTParams(CoOpParams, AttackParams):
 
 
 @register_method("apt")
-class APT(CoOp):
+class APT(AdversarialCE, CoOp):
     """APT-style: CoOp's context trained with CE on PGD AEs."""
 
     Params = APTParams
-
-    def training_step(self, images, labels, ctx):
-        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
 
 
 @dataclass
@@ -165,7 +169,7 @@ class AdvVPParams(AttackParams):
 
 
 @register_method("adv_vp")
-class AdvVP(PromptMethod):
+class AdvVP(AdversarialCE):
     """AdvVP: a visual pad prompt, CE on PGD AEs."""
 
     Params = AdvVPParams
@@ -175,9 +179,6 @@ class AdvVP(PromptMethod):
     @classmethod
     def learner_kwargs(cls, params, model):
         return {**super().learner_kwargs(params, model), "image_size": model.input_size[-1]}
-
-    def training_step(self, images, labels, ctx):
-        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
 
 
 @dataclass
@@ -191,15 +192,12 @@ class AdvVLPParams(AttackParams):
 
 
 @register_method("adv_vlp")
-class AdvVLP(PromptMethod):
+class AdvVLP(AdversarialCE):
     """AdvVLP: independent deep text and vision prompts, CE on PGD AEs."""
 
     Params = AdvVLPParams
     learner = "ivlp"
     learner_fields = ("n_ctx", "n_ctx_vision", "depth_text", "depth_vision", "ctx_init", "template")
-
-    def training_step(self, images, labels, ctx):
-        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
 
 
 @dataclass
@@ -211,15 +209,12 @@ class MaPLeParams(AttackParams):
 
 
 @register_method("adv_maple")
-class AdvMaPLe(PromptMethod):
+class AdvMaPLe(AdversarialCE):
     """AdvMaPLe: FAP's deep multimodal prompts, CE on PGD AEs."""
 
     Params = MaPLeParams
     learner = "maple"
     learner_fields = ("n_ctx", "depth", "ctx_init", "template")
-
-    def training_step(self, images, labels, ctx):
-        return _ce_step(self, self.adversarial(images, labels, ctx), labels)
 
 
 @dataclass
