@@ -1,9 +1,12 @@
 """``robustune demo``: the whole pipeline on the built-in digits, resumable, in a few minutes.
 
 1. Pre-train ``vit_tiny32`` with ERM (cached in ``cache_dir()/demo``: reruns reuse it).
-2. Fine-tune it with each demo method (``pgd_at``; GFN and its baselines when registered).
-3. Evaluate every model: clean accuracy and PGD-10 L∞ accuracy over a range of ε.
-4. Write ``report.md`` + ``report.json`` with a table and the accuracy-vs-ε plot.
+2. Fine-tune it with ``pgd_at`` and with GFN and its baselines (``adv_untargeted``, ``nbr``, ``gfn``).
+3. Generate digits-C once (15 corruptions × severities 1, 3, 5; cached).
+4. Evaluate every model: clean accuracy, PGD-10 L∞ accuracy over a range of ε, and corruption
+   accuracy with CE / mCE normalised by the ERM model.
+5. Analyses (error-rank histograms, similarity heatmaps, intensity histograms) and the report:
+   ``report.html`` (self-contained), ``report.md`` + PNGs, ``report.json``.
 
 Every stage is skipped when its output exists, so an interrupted demo resumes.
 """
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEMO_EPS = [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]
 DEMO_METHODS = ["pgd_at", "adv_untargeted", "nbr", "gfn"]
+DEMO_SEVERITIES = [1, 3, 5]
 
 
 def demo_config(name: str, overrides: list[str] | None = None) -> RunConfig:
@@ -63,23 +67,39 @@ def finetune(method: str, init_from: Path, out: Path, quick: bool) -> Path:
     return run_dir
 
 
-def evaluate_run(run_dir: Path, out: Path, quick: bool):
+def ensure_digits_c(quick: bool) -> Path:
+    """digits-C (test split), generated once into the cache."""
+    from robustune.corruptions.generate import ensure_corrupted_dataset
+
+    corruptions = ["gaussian_noise", "motion_blur", "contrast"] if quick else "common"
+    severities = [3] if quick else DEMO_SEVERITIES
+    tag = "quick" if quick else "s" + "".join(map(str, severities))
+    return ensure_corrupted_dataset("digits", cache_dir() / f"digits-c-{tag}", corruptions, severities,
+                                    workers=2)
+
+
+def evaluate_run(run_dir: Path, out: Path, quick: bool, corruption_root: Path | None = None,
+                 reference: Path | None = None):
     from robustune.eval import evaluate
     from robustune.eval.model_loading import load_run_model
 
     cfg = load_config(run_dir / "config.yaml")
     model, dataset, classes, info = load_run_model(cfg, run_dir, "test")
-    ecfg = EvalConfig(suites=["clean", "pgd"], eps=DEMO_EPS[::2] if quick else DEMO_EPS,
+    suites = ["clean", "pgd"] + (["corruptions"] if corruption_root else [])
+    ecfg = EvalConfig(suites=suites, eps=DEMO_EPS[::2] if quick else DEMO_EPS,
                       pgd_steps=3 if quick else 10)
+    options = {"corruption_root": str(corruption_root)} if corruption_root else {}
+    if reference is not None:
+        options["reference_results"] = str(reference)
     return evaluate(model, dataset, ecfg, out, classes=classes, model_info=info["model"],
-                    dataset_info=info["dataset"], batch_size=cfg.data.eval_batch_size)
+                    dataset_info=info["dataset"], batch_size=cfg.data.eval_batch_size,
+                    options=options)
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False,
              methods: list[str] | None = None) -> Path:
     """Run the demo into ``out``; returns the path of ``report.md``."""
     from robustune.methods import METHODS
-    from robustune.report.demo import write_demo_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,5 +109,30 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False,
             log.warning("method %s is not available in this build; skipped", method)
             continue
         runs[method] = finetune(method, runs["erm"], out, quick)
-    results = {name: evaluate_run(run, out / "eval" / name, quick) for name, run in runs.items()}
-    return write_demo_report(results, out, runs)
+    corrupted = ensure_digits_c(quick)
+    reference = out / "eval" / "erm" / "results.json"
+    results = {name: evaluate_run(run, out / "eval" / name, quick, corrupted, reference)
+               for name, run in runs.items()}
+    analysis = run_analyses(runs, corrupted, out / "analysis")
+    return write_reports(results, out, runs, analysis)
+
+
+def run_analyses(runs: dict[str, Path], corrupted: Path, out: Path) -> Path:
+    """GFN Sec. 3.1 analyses of the starting model and the GFN model (mistakes ranked by ERM's similarity)."""
+    from robustune.analysis.run import analyze_runs
+
+    chosen = [runs[n] for n in ("erm", "gfn") if n in runs]
+    analyze_runs(chosen, corrupted, out, severity=3, shared_similarity=True)
+    return out
+
+
+def write_reports(results, out: Path, runs: dict[str, Path], analysis: Path) -> Path:
+    from robustune.report import write_report
+    from robustune.utils import write_json
+
+    evals = [out / "eval" / name for name in results]
+    write_report(evals, out / "report.html", title="robustune demo — digits", analysis_dirs=[analysis])
+    md = write_report(evals, out / "report.md", title="robustune demo — digits", analysis_dirs=[analysis])
+    write_json(out / "report.json", {"models": {k: v.to_dict() for k, v in results.items()},
+                                     "runs": {k: str(v) for k, v in runs.items()}})
+    return md
