@@ -147,7 +147,8 @@ def run_ablation(base: RunConfig, grid: dict[str, list[str]], out: Path, seeds: 
                                 "metrics": _metric_columns(res)})
             write_json(out / "ablation.json", {"axes": axes, "seeds": seeds, "rows": result.rows})
     result.table_md = summarise(result.rows, axes)
-    header = (f"# Ablation of `{base.name}`\n\nGrid: {', '.join(f'{a} ∈ {{{", ".join(grid[a])}}}' for a in axes)}; "
-              f"seeds {seeds}. Values in %, mean ± std over seeds. Metric names in brackets.\n\n")
+    axes_text = "; ".join(f"{a} ∈ {{{', '.join(grid[a])}}}" for a in axes)
+    header = (f"# Ablation of `{base.name}`\n\nGrid: {axes_text}; seeds {seeds}. "
+              "Values in %, mean ± std over seeds. Metric names in brackets.\n\n")
     write_text_atomic(out / "ablation.md", header + result.table_md)
     return result
