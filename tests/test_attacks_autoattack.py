@@ -12,9 +12,9 @@ import torch
 from robustune.attacks import APGD, APGDT, FAB, AutoAttack, Square, create_attack, lp_norm
 from robustune.attacks.autoattack import STANDARD_SETTINGS
 from robustune.data import create_dataset
+from robustune.data.digits import TensorImageDataset
 from robustune.eval.autoattack_run import autoattack_outcomes
 from robustune.eval.robust import attack_outcomes
-from robustune.data.digits import TensorImageDataset
 
 pytest.importorskip("torchattacks")
 

@@ -10,6 +10,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -67,8 +68,6 @@ def _load_state(path: Path | None, fingerprint: dict[str, Any]) -> dict[str, Any
 
 def write_roundtrip(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as it reads back from JSON (tuples become lists), for comparisons."""
-    import json
-
     return json.loads(json.dumps(data))
 
 
