@@ -115,7 +115,7 @@ def test_cli_eval_adversarial_end_to_end(trained_tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["eval", str(trained_tiny_run), "--suite", "adversarial", "--attacks", "pgd100,cw,autoattack",
               "--eps", "1/255,4/255", "--n-examples", "10", "--steps", "5", "--out", str(out),
-              "--option", f"attack_overrides={overrides}"])
+              "--option", f"attack_overrides={overrides}", "--option", "pgd_alpha=1/255"])
     assert exc.value.code in (0, None)
     text = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -126,6 +126,7 @@ def test_cli_eval_adversarial_end_to_end(trained_tiny_run, tmp_path, capsys):
             assert load_per_sample(out, key)["correct"].shape == (10,)
     assert results["dataset"]["n_images"] == 10
     assert results["cells"]["adversarial/cw/Linf/eps=1/255"]["details"]["threat_model"]["steps"] == 5
+    assert results["cells"]["adversarial/pgd100/Linf/eps=4/255"]["details"]["threat_model"]["step_size"] == 1 / 255
     assert any(c["check"] == "eps=0 reproduces clean accuracy" and c["passed"] for c in results["checks"])
     assert "sanity checks:" in text
 
