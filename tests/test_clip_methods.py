@@ -18,7 +18,7 @@ TINY = dict(n_ctx=2, depth=2)
 PARAMS = {
     "coop": dict(n_ctx=4, ctx_init="random"),
     "apt": dict(n_ctx=4, ctx_init="a photo of a", eps=4 / 255, alpha=2 / 255, steps=2),
-    "adv_vp": dict(pad_size=4, eps=4 / 255),
+    "adv_vp": dict(eps=4 / 255),  # pad_size: 30/224 of 32 px = 4
     "adv_vlp": dict(depth_text=2, depth_vision=2, eps=4 / 255),
     "adv_maple": dict(TINY, eps=4 / 255),
     "fap": dict(TINY, eps=4 / 255),
@@ -96,6 +96,10 @@ def test_prompt_methods_need_a_clip_model():
     with pytest.raises(TypeError, match="clip:"):
         create_method("fap", create_classifier("small_cnn", 10), {})
 
+
+
+def test_pad_size_scales_with_the_input_size(base):
+    assert create_method("adv_vp", base, {}).model.learner.pad_size == 4
 
 def test_fap_attack_is_kl_and_adv_methods_use_ce(base):
     assert create_method("fap", base, PARAMS["fap"]).attack.loss_fn.__name__ == "kl_loss"

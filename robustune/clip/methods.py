@@ -163,7 +163,7 @@ class APT(AdversarialCE, CoOp):
 
 @dataclass
 class AdvVPParams(AttackParams):
-    pad_size: int = 30  # pixels at the model's input size (30 of 224, as Bahng et al.)
+    pad_size: int | None = None  # pixels; None: 30/224 of the input size (30 at 224 px, Bahng et al.)
     init_std: float = 1.0
     template: str | None = None  # zero-shot head template; None: the model's
 
@@ -178,7 +178,11 @@ class AdvVP(AdversarialCE):
 
     @classmethod
     def learner_kwargs(cls, params, model):
-        return {**super().learner_kwargs(params, model), "image_size": model.input_size[-1]}
+        size = model.input_size[-1]
+        kwargs = {**super().learner_kwargs(params, model), "image_size": size}
+        if kwargs["pad_size"] is None:
+            kwargs["pad_size"] = max(1, round(size * 30 / 224))
+        return kwargs
 
 
 @dataclass
