@@ -191,6 +191,7 @@ class AdvVLPParams(AttackParams):
     n_ctx_vision: int = 2
     depth_text: int = 9
     depth_vision: int = 9
+    depth: int | None = None  # if set, both depths (the name FAP's presets use; shared by protocols)
     ctx_init: str = "template"
     template: str | None = None  # None: the dataset's template
 
@@ -202,6 +203,13 @@ class AdvVLP(AdversarialCE):
     Params = AdvVLPParams
     learner = "ivlp"
     learner_fields = ("n_ctx", "n_ctx_vision", "depth_text", "depth_vision", "ctx_init", "template")
+
+    @classmethod
+    def learner_kwargs(cls, params, model):
+        kwargs = super().learner_kwargs(params, model)
+        if params.depth is not None:
+            kwargs["depth_text"] = kwargs["depth_vision"] = params.depth
+        return kwargs
 
 
 @dataclass

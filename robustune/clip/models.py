@@ -10,6 +10,7 @@ own contrastive pre-training on the built-in digits, cached (see :mod:`robustune
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -94,6 +95,16 @@ def _load_file(model: nn.Module, name: str, path: str) -> None:
         ) from exc
 
 
+@contextlib.contextmanager
+def _quiet(level: int):
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, level))
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBundle:
     """Build an open_clip model (frozen, eval mode) and its tokenizer.
 
@@ -124,7 +135,10 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
             "(or a local weights file)"
         )
     try:
-        model = open_clip.create_model(arch, pretrained=tag, **kwargs)
+        # open_clip logs every step of model creation on the root logger (and warns "initialized
+        # randomly" before we load a file): keep that out of the user's log.
+        with _quiet(logging.WARNING if weights is not None and tag is None else logging.INFO):
+            model = open_clip.create_model(arch, pretrained=tag, **kwargs)
     except Exception as exc:
         if tag is None:
             raise
@@ -135,8 +149,10 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
     model.eval().requires_grad_(False)
     pp = open_clip.get_model_preprocess_cfg(model)
     size = pp.get("size", 224)
+    with _quiet(logging.INFO):
+        tokenizer = open_clip.get_tokenizer(arch)
     return CLIPBundle(
-        model=model, tokenizer=open_clip.get_tokenizer(arch), name=arch, weights=weights,
+        model=model, tokenizer=tokenizer, name=arch, weights=weights,
         mean=tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
         std=tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
         image_size=int(size[-1] if isinstance(size, (tuple, list)) else size),
