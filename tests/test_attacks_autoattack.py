@@ -46,6 +46,7 @@ def test_standard_settings_are_exact(trained_tiny_model):
     assert ta_fab.multi_targeted and (ta_fab.steps, ta_fab.n_target_classes, ta_fab.n_restarts) == (100, 9, 1)
     ta_square = square.build(seed=0, num_classes=10)
     assert (ta_square.n_queries, ta_square.n_restarts, ta_square.p_init) == (5000, 1, 0.8)
+    assert ta_square.rescale_schedule is False and ta_square.loss == "margin"  # as fra31's AutoAttack
     rand = create_attack("autoattack-rand", trained_tiny_model, eps=8 / 255)
     assert rand.component_names == ["apgd-ce", "apgd-dlr"]
     assert all(a.eot_iter == 20 and a.steps == 100 for _, a in rand.components)

@@ -31,7 +31,7 @@ STANDARD_SETTINGS: dict[str, dict[str, Any]] = {
     "apgd-ce": {"cls": APGD, "loss": "ce", "steps": 100, "restarts": 1},
     "apgd-t": {"cls": APGDT, "steps": 100, "n_target_classes": 9, "restarts": 1},
     "fab-t": {"cls": FAB, "multi_targeted": True, "steps": 100, "n_target_classes": 9, "restarts": 1},
-    "square": {"cls": Square, "n_queries": 5000, "restarts": 1, "p_init": 0.8},
+    "square": {"cls": Square, "n_queries": 5000, "restarts": 1, "p_init": 0.8, "rescale_schedule": False},
 }
 RAND_SETTINGS: dict[str, dict[str, Any]] = {
     "apgd-ce": {"cls": APGD, "loss": "ce", "steps": 100, "restarts": 1, "eot_iter": 20},

@@ -20,6 +20,8 @@ class Square(ExternalAttack):
         restarts: restarts (each on the points not yet fooled).
         p_init: initial fraction of pixels changed per square (0.8).
         loss: ``"margin"`` or ``"ce"``.
+        rescale_schedule: rescale the square-size schedule to ``n_queries`` (the schedule is
+            written for 10,000 queries). AutoAttack "standard" uses ``False`` with 5000 queries.
     """
 
     name = "square"
@@ -27,18 +29,18 @@ class Square(ExternalAttack):
 
     def __init__(self, model: nn.Module, eps: float, norm: str = "Linf", n_queries: int = 5000,
                  restarts: int = 1, p_init: float = 0.8, loss: str = "margin",
-                 seed: int | None = 0) -> None:
+                 rescale_schedule: bool = True, seed: int | None = 0) -> None:
         if loss not in ("margin", "ce"):
             raise ValueError(f"Square loss must be margin or ce, got {loss!r}")
         super().__init__(model, eps, norm=norm, seed=seed)
         self.n_queries, self.restarts, self.p_init = int(n_queries), int(restarts), float(p_init)
-        self.loss_name = loss
+        self.loss_name, self.rescale_schedule = loss, bool(rescale_schedule)
 
     def build(self, seed: int, num_classes: int):
         ta = import_torchattacks()
         return ta.Square(self.model, norm=self.norm, eps=self.eps, n_queries=self.n_queries,
                          n_restarts=self.restarts, p_init=self.p_init, loss=self.loss_name,
-                         resc_schedule=True, seed=seed, verbose=False)
+                         resc_schedule=self.rescale_schedule, seed=seed, verbose=False)
 
     def __repr__(self) -> str:
         return f"Square(eps={self.eps:.5g}, norm={self.norm}, queries={self.n_queries})"
