@@ -19,7 +19,7 @@ PARAMS = {
     "coop": dict(n_ctx=4, ctx_init="random"),
     "apt": dict(n_ctx=4, ctx_init="a photo of a", eps=4 / 255, alpha=2 / 255, steps=2),
     "adv_vp": dict(eps=4 / 255),  # pad_size: 30/224 of 32 px = 4
-    "adv_vlp": dict(depth_text=2, depth_vision=2, eps=4 / 255),
+    "adv_vlp": dict(depth=2, eps=4 / 255),  # depth sets depth_text and depth_vision
     "adv_maple": dict(TINY, eps=4 / 255),
     "fap": dict(TINY, eps=4 / 255),
 }
