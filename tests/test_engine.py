@@ -21,13 +21,19 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["erm", "gfn"])
+RESUME_CASES = {
+    "erm": (None, FAST + ["method.name=erm"]),
+    "gfn": (None, FAST + ["method.name=gfn", "method.params={k: 3, eta: 0.05}"]),
+    "fap": ("configs/clip_tiny_digits_fap.yaml",
+            ["data.shots=5", "data.batch_size=8", "train.epochs=3", "train.eval_every=0", "train.log_every=1"]),
+}
+
+
+@pytest.mark.parametrize("method", list(RESUME_CASES))
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch, method):
-    overrides = FAST + [f"method.name={method}"]
-    if method == "gfn":
-        overrides += ["method.params={k: 3, eta: 0.05}"]
-    cfg = load_config(None, overrides)
-    full = train(cfg, tmp_path / "full")
+    path, overrides = RESUME_CASES[method]
+    cfg = load_config(path, overrides)
+    train(cfg, tmp_path / "full")
 
     cls = METHODS.get(method)
     original = cls.training_step
