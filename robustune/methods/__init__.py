@@ -10,6 +10,7 @@ from robustune.methods.base import (
     register_method,
 )
 from robustune.methods import erm as _erm  # noqa: F401,E402
+from robustune.methods import gfn as _gfn  # noqa: F401,E402
 from robustune.clip import methods as _clip  # noqa: F401,E402  (coop, apt, adv_*, fap, zeroshot)
 from robustune.methods import erapt as _erapt  # noqa: F401,E402  (ER-APT on top of fap)
 
