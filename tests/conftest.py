@@ -32,12 +32,12 @@ def digits_splits():
 
 @pytest.fixture(scope="session")
 def trained_tiny_model(tmp_path_factory):
-    """vit_tiny32 trained briefly on digits (~85-90 % test accuracy): enough for attack/GFN properties."""
+    """small_cnn trained 4 epochs on digits (~97 % test accuracy, ~6 s): attack and GFN properties."""
     from robustune.config import load_config
     from robustune.engine import train
 
-    cfg = load_config(None, ["train.epochs=6", "optim.schedule=onecycle", "train.seed=0",
-                             "train.eval_every=0"])
+    cfg = load_config(None, ["model.name=small_cnn", "train.epochs=4", "optim.lr=3e-3",
+                             "optim.schedule=onecycle", "train.seed=0", "train.eval_every=0"])
     torch.manual_seed(0)
     result = train(cfg, tmp_path_factory.mktemp("tiny_run"))
     model = result.method.eval_model().eval()
