@@ -5,7 +5,9 @@
 3. Generate digits-C once (15 corruptions × severities 1, 3, 5; cached).
 4. Evaluate every model: clean accuracy, PGD-10 L∞ accuracy over a range of ε, and corruption
    accuracy with CE / mCE normalised by the ERM model.
-5. Analyses (error-rank histograms, similarity heatmaps, intensity histograms) and the report:
+5. CLIP: the tiny CLIP (pre-trained by the project on digits, cached) zero-shot, FAP, ER-APT and
+   its two ablations, base-to-new on digits (16 shots on classes 0-4), natural and PGD accuracy.
+6. Analyses (error-rank histograms, similarity heatmaps, intensity histograms) and the report:
    ``report.html`` (self-contained), ``report.md`` + PNGs, ``report.json``.
 
 Every stage is skipped when its output exists, so an interrupted demo resumes.
@@ -26,6 +28,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEMO_EPS = [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]
 DEMO_METHODS = ["pgd_at", "adv_untargeted", "nbr", "gfn"]
 DEMO_SEVERITIES = [1, 3, 5]
+CLIP_METHODS = ["zeroshot", "clip_tiny_digits_fap", "clip_tiny_digits_erapt",
+                "clip_tiny_digits_erapt_noevo", "clip_tiny_digits_erapt_fixed"]
 
 
 def demo_config(name: str, overrides: list[str] | None = None) -> RunConfig:
@@ -97,7 +101,7 @@ def evaluate_run(run_dir: Path, out: Path, quick: bool, corruption_root: Path | 
 
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False,
-             methods: list[str] | None = None) -> Path:
+             methods: list[str] | None = None, clip: bool = True) -> Path:
     """Run the demo into ``out``; returns the path of ``report.md``."""
     from robustune.methods import METHODS
 
@@ -114,7 +118,23 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False,
     results = {name: evaluate_run(run, out / "eval" / name, quick, corrupted, reference)
                for name, run in runs.items()}
     analysis = run_analyses(runs, corrupted, out / "analysis")
-    return write_reports(results, out, runs, analysis)
+    clip_table = run_clip_stage(out / "clip", quick) if clip else None
+    return write_reports(results, out, runs, analysis, clip_table)
+
+
+def run_clip_stage(out: Path, quick: bool) -> Path:
+    """Base-to-new on digits with the tiny CLIP: zero-shot, FAP, ER-APT, w/o evolution, w/o weighting."""
+    from robustune.fewshot.protocol import ProtocolConfig, run_protocol
+
+    base = load_config(CONFIG_DIR / "clip_tiny_digits_fap.yaml")
+    methods = [m if m == "zeroshot" else str(CONFIG_DIR / f"{m}.yaml") for m in CLIP_METHODS]
+    protocol = ProtocolConfig(datasets=["digits"], seeds=[1], settings=["base2new"], shots=[16],
+                              methods=methods[:3] if quick else methods, eps=[1 / 255, 4 / 255],
+                              pgd_steps=3 if quick else 10, n_eval=60 if quick else None,
+                              overrides=[f"train.epochs={1 if quick else 5}"])
+    log.info("CLIP stage: tiny CLIP base-to-new (%s)", ", ".join(CLIP_METHODS))
+    run_protocol(base, protocol, out)
+    return out / "table.md"
 
 
 def run_analyses(runs: dict[str, Path], corrupted: Path, out: Path) -> Path:
@@ -126,13 +146,20 @@ def run_analyses(runs: dict[str, Path], corrupted: Path, out: Path) -> Path:
     return out
 
 
-def write_reports(results, out: Path, runs: dict[str, Path], analysis: Path) -> Path:
+def write_reports(results, out: Path, runs: dict[str, Path], analysis: Path,
+                  clip_table: Path | None = None) -> Path:
     from robustune.report import write_report
     from robustune.utils import write_json
 
     evals = [out / "eval" / name for name in results]
-    write_report(evals, out / "report.html", title="robustune demo — digits", analysis_dirs=[analysis])
-    md = write_report(evals, out / "report.md", title="robustune demo — digits", analysis_dirs=[analysis])
+    extra = None
+    if clip_table is not None and clip_table.exists():
+        extra = ("CLIP: tiny CLIP, digits base-to-new (FAP, ER-APT and ablations)",
+                 clip_table.read_text())
+    write_report(evals, out / "report.html", title="robustune demo — digits", analysis_dirs=[analysis],
+                 extra_markdown=extra)
+    md = write_report(evals, out / "report.md", title="robustune demo — digits",
+                      analysis_dirs=[analysis], extra_markdown=extra)
     write_json(out / "report.json", {"models": {k: v.to_dict() for k, v in results.items()},
                                      "runs": {k: str(v) for k, v in runs.items()}})
     return md

@@ -102,11 +102,12 @@ def _listers():
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="demo folder"),
     quick: bool = typer.Option(False, help="a few epochs only (smoke test; accuracy not meaningful)"),
+    clip: bool = typer.Option(True, "--clip/--no-clip", help="include the CLIP / ER-APT stage"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """The whole pipeline on the built-in digits: pre-train, robustify, evaluate, report."""
     from robustune.demo import run_demo
 
     setup_logging(verbose)
-    report = run_demo(out, quick=quick)
+    report = run_demo(out, quick=quick, clip=clip)
     typer.echo(f"report: {report}")
