@@ -105,20 +105,47 @@ def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalCo
                     options=options)
 
 
-def summarise(rows: list[dict[str, Any]], axes: list[str]) -> str:
-    """Markdown table: one row per grid point, mean ± std over seeds per metric (in %)."""
+# Cells whose values are already percentages (CE-style ratios × 100): not scaled again.
+PERCENT_METRICS = {"mCE", "CE", "relative_mCE", "relative_CE", "mFR", "FR", "mT5D", "T5D"}
+
+
+def headline(metric: str) -> bool:
+    """Columns of the default table: not the per-(corruption, severity) cells nor per-corruption CE."""
+    key = metric.split(" [")[0]
+    parts = key.split("/")
+    if key.startswith("corruptions/CE/"):
+        return False
+    return not (parts[0] == "corruptions" and len(parts) == 3 and parts[2].isdigit())
+
+
+def select_columns(metrics: list[str], patterns: list[str] | None) -> list[str]:
+    """Headline metrics, or those matching any of ``patterns`` (wildcards on the cell key)."""
+    import fnmatch
+
+    if not patterns:
+        return [m for m in metrics if headline(m)]
+    return [m for m in metrics if any(fnmatch.fnmatch(m.split(" [")[0], p) for p in patterns)]
+
+
+def summarise(rows: list[dict[str, Any]], axes: list[str], columns: list[str] | None = None) -> str:
+    """Markdown table: one row per grid point, mean ± std over seeds per metric (in %).
+
+    Accuracies are scaled to %; CE-style metrics (:data:`PERCENT_METRICS`) already are.
+    """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row["values"][a] for a in axes), []).append(row)
     metrics: list[str] = []
     for row in rows:
         metrics += [m for m in row["metrics"] if m not in metrics]
+    metrics = select_columns(metrics, columns)
     lines = ["| " + " | ".join(axes + metrics) + " | seeds |",
              "|" + "---|" * (len(axes) + len(metrics) + 1)]
     for key, group in groups.items():
         cells = []
         for m in metrics:
-            vals = [100 * r["metrics"][m] for r in group if m in r["metrics"]]
+            scale = 1.0 if m.split("[")[-1].rstrip("]") in PERCENT_METRICS else 100.0
+            vals = [scale * r["metrics"][m] for r in group if m in r["metrics"]]
             if not vals:
                 cells.append("–")
             elif len(vals) == 1:
@@ -130,7 +157,8 @@ def summarise(rows: list[dict[str, Any]], axes: list[str]) -> str:
 
 
 def run_ablation(base: RunConfig, grid: dict[str, list[str]], out: Path, seeds: list[int],
-                 ecfg: EvalConfig, options: dict[str, Any] | None = None) -> AblationResult:
+                 ecfg: EvalConfig, options: dict[str, Any] | None = None,
+                 columns: list[str] | None = None) -> AblationResult:
     """Run every cell of ``grid`` × ``seeds`` into ``out`` and write ``ablation.md`` / ``.json``."""
     out = Path(out)
     axes = list(grid)
@@ -146,9 +174,10 @@ def run_ablation(base: RunConfig, grid: dict[str, list[str]], out: Path, seeds: 
             result.rows.append({"values": cell.values, "seed": seed, "run": str(out / cell.name),
                                 "metrics": _metric_columns(res)})
             write_json(out / "ablation.json", {"axes": axes, "seeds": seeds, "rows": result.rows})
-    result.table_md = summarise(result.rows, axes)
+    result.table_md = summarise(result.rows, axes, columns)
     axes_text = "; ".join(f"{a} ∈ {{{', '.join(grid[a])}}}" for a in axes)
     header = (f"# Ablation of `{base.name}`\n\nGrid: {axes_text}; seeds {seeds}. "
-              "Values in %, mean ± std over seeds. Metric names in brackets.\n\n")
+              "Values in %, mean ± std over seeds. Metric names in brackets; every cell of every "
+              "run is in ablation.json.\n\n")
     write_text_atomic(out / "ablation.md", header + result.table_md)
     return result

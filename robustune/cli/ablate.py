@@ -21,6 +21,8 @@ def ablate(
     set_: list[str] = typer.Option([], "--set", help="override of the base config"),
     option: list[str] = typer.Option([], "--option", help="suite option key=value"),
     out: Optional[Path] = typer.Option(None, help="folder (default runs/ablate_<name>)"),
+    columns: str = typer.Option("", help="table columns as wildcards on cell keys, e.g. "
+                                "'clean,corruptions/motion_blur/5' (default: headline metrics)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run a grid (sequential, resumable, finished cells skipped) and write ablation.md/.json."""
@@ -35,7 +37,7 @@ def ablate(
         ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps)
         folder = out or Path("runs") / f"ablate_{base.name}"
         res = run_ablation(base, parse_grid(grid), folder, [int(s) for s in parse_list(seeds)], ecfg,
-                           parse_options(option))
+                           parse_options(option), parse_list(columns) or None)
     except USER_ERRORS as exc:
         fail(str(exc))
     typer.echo(res.table_md)
