@@ -21,9 +21,9 @@ fi
   --option "reference_results=$OUT/table3/method=none__seed=0/eval/results.json" \
   --columns "clean,pgd/*,corruptions/mean_corruption_accuracy,corruptions/mCE,corruptions/relative_mCE,corruptions/motion_blur/5" \
   --out "$OUT/table3"
-# 4. the step size: eta = 0.01 (the paper's value, in normalised units) and 0.02 with neighbor_margin
+# 4. the step size: eta = 0.01 (the paper's value, in normalised units), 0.02 (the presets) and 0.05, with neighbor_margin
 "$RT" ablate configs/gfn_digits.yaml --set "model.init_from=$OUT/erm" --set method.params.loss=neighbor_margin \
-  --grid eta=0.01,0.02 --seeds 0,1,2 --suite clean,pgd,corruptions --eps 2/255,8/255 \
+  --grid eta=0.01,0.02,0.05 --seeds 0,1,2 --suite clean,pgd,corruptions --eps 2/255,8/255 \
   --option "corruption_root=$OUT/digits-c" \
   --option "reference_results=$OUT/table3/method=none__seed=0/eval/results.json" \
   --columns "clean,pgd/*,corruptions/mean_corruption_accuracy,corruptions/mCE,corruptions/relative_mCE,corruptions/motion_blur/5" \

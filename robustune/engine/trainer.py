@@ -88,7 +88,7 @@ def _resume_state(run_dir: Path, method: Method, opt, sched, metrics: MetricsWri
 def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, device, epoch: int,
                  step: int, metrics: MetricsWriter, run_dir: Path) -> tuple[int, dict[str, float]]:
     method.train()
-    totals = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+    totals = torch.zeros(3, device=device)  # loss sum, correct, seen: on device, no per-step sync
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                disable=not dist.is_main_process())
     for images, labels in bar:
@@ -100,7 +100,7 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
         with _autocast(cfg, device):
             out = method.training_step(images, labels, ctx)
         loss = out["loss"]
-        if not torch.isfinite(loss):
+        if not bool(torch.isfinite(loss)):  # the one sync per step: never step on a NaN
             last = latest_checkpoint(run_dir)
             raise TrainingDivergedError(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step}. The last good checkpoint "
@@ -116,16 +116,15 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
         sched.step()
         step += 1
         n = labels.numel()
-        totals["loss"] += loss.item() * n
-        totals["correct"] += (out["logits"].argmax(1) == labels).sum().item()
-        totals["seen"] += n
+        totals += torch.stack([loss.detach().float() * n, (out["logits"].argmax(1) == labels).sum().float(),
+                               torch.tensor(float(n), device=device)])
         if step % max(1, cfg.train.log_every) == 0:
+            value = loss.item()
             logs = {k: float(v) for k, v in out.get("logs", {}).items()}
-            metrics.write({"step": step, "epoch": epoch, "loss": loss.item(),
+            metrics.write({"step": step, "epoch": epoch, "loss": value,
                            "lr": opt.param_groups[0]["lr"], **logs})
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    t = torch.tensor([totals["loss"], totals["correct"], totals["seen"]], device=device)
-    dist.all_reduce_sum(t)
+            bar.set_postfix(loss=f"{value:.3f}")
+    t = dist.all_reduce_sum(totals)
     return step, {"train_loss": (t[0] / t[2]).item(), "train_acc": (t[1] / t[2]).item()}
 
 
