@@ -13,7 +13,7 @@ def test_cell_config_maps_axes_and_drops_foreign_params():
     erm = cell_config(base, {"method": "erm"}, seed=0)
     assert erm.method.name == "erm" and erm.method.params == {}
     adv = cell_config(base, {"method": "adv_untargeted"}, seed=0)
-    assert adv.method.params == {"eta": 0.05}
+    assert adv.method.params == {"eta": base["method"]["params"]["eta"]}  # shared param kept
     assert cell_config(base, {"method": "none"}, seed=0) is None
     assert parse_grid(["k=1,3", "alpha=0.5"]) == {"k": ["1", "3"], "alpha": ["0.5"]}
 
