@@ -18,7 +18,7 @@ def zeroshot(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Write the run folder of a zero-shot CLIP, to evaluate with `robustune eval RUN`."""
-    from robustune.clip.methods import write_zeroshot_run
+    from robustune.engine.zeroshot import write_zeroshot_run
     from robustune.cli.core import USER_ERRORS
     from robustune.config import load_config
     from robustune.models.factory import WeightsUnavailableError

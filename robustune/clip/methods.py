@@ -6,7 +6,7 @@ The engine's model for these methods is a zero-shot :class:`~robustune.clip.zero
 only saved parameters. Adversarial examples come from the project's PGD against the current
 prompted model (eval mode, so the class text features are a constant inside the attack).
 
-* ``zeroshot``: no training; evaluation of the frozen model (see :func:`write_zeroshot_run`).
+* ``zeroshot``: no training; evaluation of the frozen model (see :func:`robustune.engine.zeroshot.write_zeroshot_run`).
 * ``coop``: CE on clean images (Zhou et al., IJCV 2022).
 * ``apt``: CoOp context, CE on PGD AEs (APT-style; Li et al., CVPR 2024).
 * ``adv_vp``: pad prompter, CE on PGD AEs (AdvVP; Mao et al., ICLR 2023).
@@ -252,7 +252,7 @@ class FAP(AdvMaPLe):
 
 @register_method("zeroshot")
 class ZeroShot(Method):
-    """Zero-shot CLIP: nothing to train. Its run folder comes from :func:`write_zeroshot_run`."""
+    """Zero-shot CLIP: nothing to train. Its run folder comes from :func:`robustune.engine.zeroshot.write_zeroshot_run`."""
 
     def training_step(self, images, labels, ctx):
         raise RuntimeError("zeroshot has nothing to train: use `robustune zeroshot CONFIG` to create "
@@ -268,22 +268,4 @@ class ZeroShot(Method):
         """Nothing to load: the zero-shot model is fully given by its config."""
 
 
-def write_zeroshot_run(cfg, run_dir: str | Path) -> Path:
-    """Make ``run_dir`` a run folder of the untrained ``cfg`` (config, run record, empty export),
-    so ``robustune eval run_dir`` evaluates zero-shot CLIP like any trained run."""
-    from robustune.config import ConfigError
-    from robustune.engine.build import build_model
-    from robustune.engine.checkpoint import save_tensors
-    from robustune.engine.trainer import write_run_record
-
-    if cfg.method.name != "zeroshot":
-        raise ConfigError(f"method.name is {cfg.method.name!r}; a zero-shot run needs method.name: zeroshot")
-    build_model(cfg, 0)  # fail early on a bad model, weights or template
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_record(run_dir, cfg)
-    save_tensors(run_dir / "model.safetensors", {}, metadata={"method": "zeroshot"})
-    return run_dir
-
-
-__all__ = ["FAPLoss", "fap_loss", "fap_sample_terms", "write_zeroshot_run"]
+__all__ = ["FAPLoss", "fap_loss", "fap_sample_terms"]
