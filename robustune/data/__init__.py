@@ -12,6 +12,8 @@ from robustune.data import torchvision_sets as _tv  # noqa: F401,E402
 from robustune.data import coop as _coop  # noqa: F401,E402
 from robustune.data import fewshot as _fewshot  # noqa: F401,E402
 from robustune.data import benchmarks as _benchmarks  # noqa: F401,E402
+from robustune.data import detection as _detection  # noqa: F401,E402  (digits_det)
+from robustune.data import detection_formats as _det_formats  # noqa: F401,E402  (coco, voc, rtts, exdark)
 
 __all__ = [
     "DATASETS",

@@ -54,6 +54,10 @@ def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
     """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train."""
     opts = dict(root=cfg.root, download=cfg.download, **model_input_options(model), **cfg.options)
     train = create_dataset(cfg.name, cfg.train_split, **opts)
+    if getattr(train, "is_detection", False) and (cfg.shots or cfg.train_subset):
+        raise ValueError(f"data.shots / data.train_subset select images per class and do not apply to the "
+                         f"detection dataset {cfg.name!r}; use a smaller annotation file "
+                         "(or data.options.n_images for digits_det)")
     if cfg.shots:
         train = Subset(train, few_shot_indices(targets_of(train), cfg.shots, cfg.subset_seed))
     elif cfg.train_subset:
@@ -69,6 +73,10 @@ def build_loader(ds: Dataset, batch_size: int, *, shuffle: bool = False, seed: i
     """A DataLoader whose shuffle order depends only on ``seed`` (resume-exact)."""
     gen = torch.Generator()
     gen.manual_seed(seed)
+    base = ds
+    while isinstance(base, Subset):
+        base = base.dataset
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       generator=gen, num_workers=num_workers, pin_memory=pin_memory,
-                      drop_last=drop_last, persistent_workers=False)
+                      drop_last=drop_last, persistent_workers=False,
+                      collate_fn=getattr(base, "collate_fn", None))  # detection: lists of images + targets

@@ -55,7 +55,7 @@ def check_labels(splits: DataSplits, num_classes: int) -> None:
 
     for name in ("train", "val", "test"):
         ds = getattr(splits, name)
-        if ds is None:
+        if ds is None or getattr(ds, "is_detection", False):  # detection sets check labels when built
             continue
         targets = targets_of(ds)
         bad = [t for t in targets if not 0 <= int(t) < num_classes]
