@@ -82,6 +82,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     eval_every: int = 1  # validation accuracy every N epochs (0 = never)
+    max_steps: int | None = None  # stop after N optimizer steps (smoke tests); the schedule stays the full run's
 
 
 @dataclass

@@ -41,8 +41,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    """Write ``text`` atomically; a full disk is a :class:`robustune.files.DiskFullError` naming ``path``."""
+    from robustune.files import disk_full_named
+
+    with disk_full_named(path, len(text.encode())):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
 
 
 def _json_default(obj: Any) -> Any:

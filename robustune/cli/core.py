@@ -9,9 +9,12 @@ import typer
 
 from robustune.cli import app, fail, setup_logging
 from robustune.config import ConfigError
+from robustune.errors import CorruptFileError, DiskFullError, FolderLockedError, WeightsUnavailableError
 from robustune.registry import UnknownNameError
 
-USER_ERRORS = (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError)
+# Faults a user can fix: each is reported as one line (cli.fail), never as a traceback.
+USER_ERRORS = (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
+               DiskFullError, FolderLockedError, CorruptFileError, WeightsUnavailableError)
 
 
 @app.command()
@@ -27,7 +30,6 @@ def train(
     from robustune.config import load_config
     from robustune.engine import train as run_training
     from robustune.engine.trainer import TrainingDivergedError
-    from robustune.models.factory import WeightsUnavailableError
 
     setup_logging(verbose)
     try:
@@ -38,7 +40,7 @@ def train(
 
             raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume))
         result = run_training(cfg, run_dir, resume=resume)
-    except (*USER_ERRORS, WeightsUnavailableError, TrainingDivergedError) as exc:
+    except (*USER_ERRORS, TrainingDivergedError) as exc:
         fail(str(exc))
     typer.echo(f"trained {cfg.method.name} into {result.run_dir} (val accuracy {result.val_accuracy})")
 

@@ -4,6 +4,10 @@ Deterministic on CPU for a fixed seed: the shuffle order of epoch e depends only
 the global RNG is reseeded from (seed, e) at each epoch start, and each step's own generator
 from (seed, step). Resuming from an epoch checkpoint therefore replays exactly what an
 uninterrupted run does.
+
+Faults: one process per run folder (an OS lock, :func:`robustune.files.folder_lock`); a checkpoint
+that fails its digests is reported and ``--resume`` falls back to the newest one that verifies;
+non-finite weights or optimizer state are never saved; a full disk is one named error.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from robustune.config import RunConfig, dump_config
 from robustune.data import DataSplits, build_loader
 from robustune.engine import dist
 from robustune.engine.build import build_run
-from robustune.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_tensors
+from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
+                                         load_checkpoint, non_finite_tensors, save_checkpoint, save_tensors)
 from robustune.engine.metrics import MetricsWriter
 from robustune.engine.optim import create_optimizer, create_scheduler
 from robustune.eval.clean import accuracy
+from robustune.files import file_sha256, folder_lock
 from robustune.methods import Method, SetupContext, StepContext
 from robustune.utils import environment_record, resolve_device, step_generator, write_json, write_text_atomic
 
@@ -34,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN/inf; the last good checkpoint is kept."""
+    """The loss, the weights or the optimizer state became NaN/inf; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -70,12 +76,33 @@ def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int):
                         drop_last=sampler is not None)
 
 
+def newest_verified_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint whose files match their digests; each one that fails is reported."""
+    ckpts = list_checkpoints(run_dir)
+    bad: list[str] = []
+    for ckpt in reversed(ckpts):
+        try:
+            state = load_checkpoint(ckpt)
+        except CheckpointCorruptError as exc:
+            log.warning("checkpoint %s fails verification: %s", ckpt, exc)
+            bad.append(str(exc))
+            continue
+        if bad:
+            log.warning("resuming from %s, the newest checkpoint that verifies", ckpt)
+        return ckpt, state
+    if bad:
+        raise CheckpointCorruptError(
+            f"no checkpoint of {run_dir} verifies ({'; '.join(bad)}); move checkpoints/ away to "
+            "train from scratch into this folder")
+    return None
+
+
 def _resume_state(run_dir: Path, method: Method, opt, sched, metrics: MetricsWriter) -> tuple[int, int]:
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
+    found = newest_verified_checkpoint(run_dir)
+    if found is None:
         log.info("no checkpoint in %s: starting fresh", run_dir)
         return 0, 0
-    state = load_checkpoint(ckpt)
+    ckpt, state = found
     method.load_checkpoint_state(state["model"])
     opt.load_state_dict(state["optimizer"])
     if sched is not None and state.get("scheduler"):
@@ -87,11 +114,14 @@ def _resume_state(run_dir: Path, method: Method, opt, sched, metrics: MetricsWri
 
 def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, device, epoch: int,
                  step: int, metrics: MetricsWriter, run_dir: Path) -> tuple[int, dict[str, float]]:
+    """One epoch (or fewer steps when ``train.max_steps`` is reached in it)."""
     method.train()
     totals = torch.zeros(3, device=device)  # loss sum, correct, seen: on device, no per-step sync
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                disable=not dist.is_main_process())
     for images, labels in bar:
+        if cfg.train.max_steps is not None and step >= cfg.train.max_steps:
+            break
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -111,6 +141,7 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
         if cfg.optim.grad_clip:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(list(method.trainable_parameters()), cfg.optim.grad_clip)
+        lr = opt.param_groups[0]["lr"]  # the value this step uses (the scheduler moves it next)
         scaler.step(opt)
         scaler.update()
         sched.step()
@@ -122,25 +153,56 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
             value = loss.item()
             logs = {k: float(v) for k, v in out.get("logs", {}).items()}
             metrics.write({"step": step, "epoch": epoch, "loss": value,
-                           "lr": opt.param_groups[0]["lr"], **logs})
+                           "lr": lr, **logs})
             bar.set_postfix(loss=f"{value:.3f}")
     t = dist.all_reduce_sum(totals)
-    return step, {"train_loss": (t[0] / t[2]).item(), "train_acc": (t[1] / t[2]).item()}
+    seen = t[2].clamp(min=1)
+    return step, {"train_loss": (t[0] / seen).item(), "train_acc": (t[1] / seen).item()}
 
 
-def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | None = None) -> None:
+def check_finite_state(method: Method, opt, epoch: int, step: int, run_dir: Path) -> None:
+    """Refuse to save or evaluate weights (or optimizer moments) holding NaN/inf."""
+    bad = non_finite_tensors(method.checkpoint_state())
+    opt_bad = [f"optimizer state {i}.{k}" for i, entry in opt.state_dict()["state"].items()
+               for k, v in entry.items() if isinstance(v, torch.Tensor) and non_finite_tensors({k: v})]
+    if bad or opt_bad:
+        names = bad + opt_bad
+        raise TrainingDivergedError(
+            f"the weights became non-finite at step {step} (epoch {epoch + 1}; the loss was still "
+            f"finite): {len(names)} tensor(s), e.g. {names[0]}. Not saved; the last good checkpoint is "
+            f"kept ({latest_checkpoint(run_dir) or 'none yet'}). Lower optim.lr or set optim.grad_clip."
+        )
+
+
+def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | None = None,
+                     **extra: Any) -> None:
+    """``config.yaml`` and ``run.json`` (versions, hardware, seed, world size, per-rank batch, ...)."""
+    world = dist.world_size()
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-    write_json(run_dir / "run.json", {**environment_record(), "seed": cfg.train.seed,
-                                      "phases_seconds": phases or {}})
+    write_json(run_dir / "run.json", {
+        **environment_record(), "seed": cfg.train.seed, "world_size": world,
+        "global_batch": cfg.data.batch_size, "per_rank_batch": cfg.data.batch_size // world,
+        "phases_seconds": phases or {}, **extra})
 
 
 def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
           method: Method | None = None, splits: DataSplits | None = None) -> TrainResult:
-    """Train ``cfg`` into ``run_dir``; with ``resume`` continue from the last checkpoint there."""
-    t0 = time.perf_counter()
+    """Train ``cfg`` into ``run_dir``; with ``resume`` continue from the last checkpoint there.
+
+    The run folder is locked for the whole run (rank 0 holds the lock): a second process on the
+    same folder stops at once with :class:`robustune.files.FolderLockedError` naming the holder.
+    """
     run_dir = Path(run_dir)
     device = resolve_device(cfg.train.device)
     dist.init_from_env(device)
+    lock = folder_lock(run_dir) if dist.is_main_process() else contextlib.nullcontext()
+    with lock:
+        return _train_locked(cfg, run_dir, device, resume, method, splits)
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: bool,
+                  method: Method | None, splits: DataSplits | None) -> TrainResult:
+    t0 = time.perf_counter()
     main = dist.is_main_process()
     torch.manual_seed(cfg.train.seed)
     if method is None or splits is None:
@@ -155,46 +217,79 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
             f"{run_dir} already holds checkpoints of a run; pass --resume to continue it, "
             "or choose another output folder (nothing there was changed)"
         )
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_record(run_dir, cfg)
     steps_per_epoch = max(1, len(_epoch_loader(splits, cfg, 0)))
+    if main:
+        write_run_record(run_dir, cfg, steps_per_epoch=steps_per_epoch)
     opt = create_optimizer(method.trainable_parameters(), cfg.optim)
     sched = create_scheduler(opt, cfg.optim, steps_per_epoch, cfg.train.epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
     setup_ctx = SetupContext(train_set=splits.train, device=device, seed=cfg.train.seed,
                              run_dir=run_dir, batch_size=cfg.data.eval_batch_size)
     start, step = _resume_state(run_dir, method, opt, sched, metrics) if resume else (0, 0)
-    if not resume or start == 0:
-        if main and not resume:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    if start == 0 and step == 0:
+        metrics.clear()  # a fresh start: rows of a killed earlier attempt must not survive
         method.setup(setup_ctx)
     phases = {"setup": time.perf_counter() - t0}
-    ddp_method = _wrap_ddp(method, device)
-    val_acc = None
-    for epoch in range(start, cfg.train.epochs):
-        te = time.perf_counter()
-        torch.manual_seed(cfg.train.seed * 10_007 + epoch)
-        method.on_epoch_start(epoch, setup_ctx)
-        step, stats = _train_epoch(ddp_method, _epoch_loader(splits, cfg, epoch), opt, sched, scaler,
-                                   cfg, device, epoch, step, metrics, run_dir)
-        if splits.val is not None and cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0:
-            val_acc = accuracy(method.eval_model(), splits.val, cfg.data.eval_batch_size, device)
-            stats["val_acc"] = val_acc
-        stats["epoch_seconds"] = time.perf_counter() - te
-        metrics.write({"step": step, "epoch": epoch, "epoch_end": True, **stats})
-        log.info("epoch %d/%d %s", epoch + 1, cfg.train.epochs,
-                 " ".join(f"{k}={v:.4f}" for k, v in stats.items()))
-        if main:
-            save_checkpoint(run_dir, epoch, step, method.checkpoint_state(), opt, sched,
-                            keep=cfg.train.keep_checkpoints)
-        dist.barrier()
+    loop = _EpochLoop(cfg, run_dir, device, method, splits, opt, sched, metrics, setup_ctx,
+                      steps_per_epoch)
+    epochs_run, val_acc = loop.run(start, step)
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
     if main:
         save_tensors(run_dir / "model.safetensors", method.export_state())
-        write_run_record(run_dir, cfg, phases)
-    return TrainResult(run_dir, method, splits, cfg.train.epochs - start, val_acc, phases)
+        write_run_record(run_dir, cfg, phases, steps_per_epoch=steps_per_epoch,
+                         steps=loop.step, weights_sha256=file_sha256(run_dir / "model.safetensors"))
+    return TrainResult(run_dir, method, splits, epochs_run, val_acc, phases)
+
+
+@dataclass
+class _EpochLoop:
+    cfg: RunConfig
+    run_dir: Path
+    device: torch.device
+    method: Method
+    splits: DataSplits
+    opt: Any
+    sched: Any
+    metrics: MetricsWriter
+    setup_ctx: SetupContext
+    steps_per_epoch: int
+    step: int = 0
+
+    def run(self, start: int, step: int) -> tuple[int, float | None]:
+        """Epochs ``start``.. (or until ``train.max_steps``); returns (epochs run, last val acc)."""
+        cfg, method = self.cfg, self.method
+        scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
+        ddp_method = _wrap_ddp(method, self.device)
+        val_acc, epochs_run, self.step = None, 0, step
+        for epoch in range(start, cfg.train.epochs):
+            if cfg.train.max_steps is not None and self.step >= cfg.train.max_steps:
+                break
+            te = time.perf_counter()
+            torch.manual_seed(cfg.train.seed * 10_007 + epoch)
+            method.on_epoch_start(epoch, self.setup_ctx)
+            self.step, stats = _train_epoch(ddp_method, _epoch_loader(self.splits, cfg, epoch), self.opt,
+                                            self.sched, scaler, cfg, self.device, epoch, self.step,
+                                            self.metrics, self.run_dir)
+            epochs_run += 1
+            complete = self.step >= (epoch + 1) * self.steps_per_epoch
+            check_finite_state(method, self.opt, epoch, self.step, self.run_dir)
+            if self.splits.val is not None and cfg.train.eval_every and \
+                    ((epoch + 1) % cfg.train.eval_every == 0 or not complete):
+                val_acc = accuracy(method.eval_model(), self.splits.val, cfg.data.eval_batch_size,
+                                   self.device)
+                stats["val_acc"] = val_acc
+            stats["epoch_seconds"] = time.perf_counter() - te
+            self.metrics.write({"step": self.step, "epoch": epoch, "epoch_end": True,
+                                **({} if complete else {"max_steps_reached": True}), **stats})
+            log.info("epoch %d/%d %s", epoch + 1, cfg.train.epochs,
+                     " ".join(f"{k}={v:.4f}" for k, v in stats.items()))
+            # an epoch cut short by max_steps gets no checkpoint: a resume replays it from the
+            # previous epoch's, so resume stays exact
+            if dist.is_main_process() and complete:
+                save_checkpoint(self.run_dir, epoch, self.step, method.checkpoint_state(), self.opt,
+                                self.sched, keep=cfg.train.keep_checkpoints)
+            dist.barrier()
+        return epochs_run, val_acc
 
 
 def _wrap_ddp(method: Method, device: torch.device) -> Method:

@@ -23,8 +23,7 @@ from robustune.registry import Registry, unknown_choice_message
 log = logging.getLogger(__name__)
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were requested but cannot be fetched or found."""
+from robustune.errors import WeightsUnavailableError  # noqa: E402  (re-exported here)
 
 
 @dataclass
