@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from robustune.config import ConfigError, EvalConfig, RunConfig, apply_overrides, from_dict, to_dict
-from robustune.utils import write_json, write_text_atomic
+from robustune.utils import resolve_device, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalCo
         model_cfg, model_dir = cfg, run_dir
     model, dataset, classes, info = load_run_model(model_cfg, model_dir, ecfg.split)
     return evaluate(model, dataset, ecfg, run_dir / "eval", classes=classes, model_info=info["model"],
-                    dataset_info=info["dataset"], batch_size=model_cfg.data.eval_batch_size,
+                    dataset_info=info["dataset"], device=resolve_device(model_cfg.train.device),
+                    batch_size=model_cfg.data.eval_batch_size,
                     options=options)
 
 

@@ -197,7 +197,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. optim.lr=0.01)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({getattr(exc, 'problem', None) or exc}); quote it or fix brackets") from exc
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -215,7 +219,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} not found (presets live in configs/)")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}:{where}: YAML syntax error ({problem}); fix the file "
+                              "(indentation, a missing ':' or an unclosed bracket/quote)") from exc
     data = apply_overrides(data, overrides)
     return from_dict(RunConfig, data)
 

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from robustune.config import EvalConfig, RunConfig, dump_config, load_config
-from robustune.utils import cache_dir
+from robustune.utils import cache_dir, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def evaluate_run(run_dir: Path, out: Path, quick: bool, corruption_root: Path | 
     if reference is not None:
         options["reference_results"] = str(reference)
     return evaluate(model, dataset, ecfg, out, classes=classes, model_info=info["model"],
-                    dataset_info=info["dataset"], batch_size=cfg.data.eval_batch_size,
+                    dataset_info=info["dataset"], device=resolve_device(cfg.train.device),
+                    batch_size=cfg.data.eval_batch_size,
                     options=options)
 
 

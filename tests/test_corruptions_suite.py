@@ -109,12 +109,13 @@ def test_imagenet_a_suite_masks_to_200_classes(tmp_path):
     wnids = imagenet_subset_wnids("imagenet-a")
     assert len(wnids) == len(set(wnids)) == 200
     idx = imagenet_subset_indices("imagenet-a")
-    (tmp_path / wnids[5]).mkdir()
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / wnids[5] / "x.png")
+    root = tmp_path / "imagenet-a"
+    (root / wnids[5]).mkdir(parents=True)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / wnids[5] / "x.png")
     outside = next(i for i in range(1000) if i not in idx)
     m = FixedLogits(right=idx[5], wrong=outside)
     cfg = EvalConfig(suites=["imagenet-a"], eps=[])
-    res = evaluate(m, tiny_dataset(2), cfg, tmp_path / "out", options={"imagenet_a_root": str(tmp_path)})
+    res = evaluate(m, tiny_dataset(2), cfg, tmp_path / "out", options={"imagenet_a_root": str(root)})
     cell = res.cells["imagenet-a"]
     assert cell.value == 1.0 and cell.details["head_classes"] == 1000
 

@@ -57,6 +57,7 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, help="results folder (default RUN/eval)"),
     option: list[str] = typer.Option([], "--option", help="suite option key=value, e.g. corruption_root=DIR"),
     seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto (default: the run's train.device)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell."""
@@ -64,7 +65,7 @@ def eval_cmd(
 
     setup_logging(verbose)
     try:
-        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed)
+        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device)
     except USER_ERRORS as exc:
         fail(str(exc))
     for key, cell in results.cells.items():

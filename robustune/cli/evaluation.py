@@ -32,10 +32,12 @@ def parse_options(items: list[str]) -> dict[str, object]:
 
 
 def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_examples, split: str,
-             out: Path | None, options: list[str], seed: int):
+             out: Path | None, options: list[str], seed: int, device: str | None = None):
+    """Evaluate run folder ``run`` on ``device`` (default: the run's ``train.device``; auto = CUDA if present)."""
     from robustune.config import EvalConfig
     from robustune.eval import evaluate
     from robustune.eval.model_loading import load_run_model
+    from robustune.utils import resolve_device
 
     cfg_path = Path(run) / "config.yaml"
     if not cfg_path.exists():
@@ -49,4 +51,5 @@ def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_exampl
                       n_examples=n_examples, split=split, seed=seed)
     return evaluate(model, dataset, ecfg, out or Path(run) / "eval", classes=classes,
                     model_info=info["model"], dataset_info=info["dataset"],
+                    device=resolve_device(device or cfg.train.device),
                     batch_size=cfg.data.eval_batch_size, options=opts)

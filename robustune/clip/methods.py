@@ -68,6 +68,18 @@ class AttackParams:
     attack_loss: str = "ce"
 
 
+def prompt_mismatches(own: dict[str, torch.Tensor], file: dict[str, torch.Tensor]) -> list[str]:
+    """What differs between the method's prompt tensors and a file's: shapes first, then keys."""
+    out = [f"{k}: file {tuple(file[k].shape)} vs method {tuple(v.shape)}"
+           for k, v in own.items() if k in file and file[k].shape != v.shape]
+    missing, extra = sorted(set(own) - set(file)), sorted(set(file) - set(own))
+    if missing:
+        out.append(f"{len(missing)} tensor(s) missing from the file, e.g. {missing[0]}")
+    if extra:
+        out.append(f"{len(extra)} tensor(s) the method does not have, e.g. {extra[0]}")
+    return out
+
+
 class PromptMethod(Method):
     """Base of the prompt methods: builds the learner, asserts prompt-only training, saves prompts."""
 
@@ -108,10 +120,11 @@ class PromptMethod(Method):
 
         state = read_state_dict(path)
         own = self.model.learner.state_dict()
-        if set(state) != set(own) or any(state[k].shape != v.shape for k, v in own.items()):
+        problems = prompt_mismatches(own, state)
+        if problems:
             raise WeightsUnavailableError(
-                f"{str(path)!r} does not hold the prompts of this method ({type(self).__name__}: "
-                f"{sorted(own)[:4]}…, file: {sorted(state)[:4]}…); check method.name and its params")
+                f"{str(path)!r} does not hold the prompts of this method ({type(self).__name__}): "
+                f"{'; '.join(problems[:3])}. Check method.name and its params (n_ctx, depth, ...)")
         self.model.learner.load_state_dict(state)
 
     def adversarial(self, images: torch.Tensor, labels: torch.Tensor, ctx) -> torch.Tensor:

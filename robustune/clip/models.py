@@ -11,6 +11,7 @@ own contrastive pre-training on the built-in digits, cached (see :mod:`robustune
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -125,6 +126,13 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
         from robustune.registry import unknown_choice_message
 
         raise ValueError(unknown_choice_message("CLIP architecture", arch, open_clip.list_models()))
+    from robustune.models.factory import NO_WEIGHTS_WORDS, keyword_error, unexpected_keyword
+
+    if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS_WORDS:
+        raise WeightsUnavailableError(
+            f"model.weights={weights!r} is read as a weights tag; for random initialisation use "
+            "`model.weights: null` in YAML (--set model.weights=null)"
+        )
     if arch == TINY_CLIP and weights == "digits":
         weights = str(tiny_clip_weights())
     tag = weights if weights is not None and not _is_file_ref(weights) else None
@@ -140,6 +148,12 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
         with _quiet(logging.WARNING if weights is not None and tag is None else logging.INFO):
             model = open_clip.create_model(arch, pretrained=tag, **kwargs)
     except Exception as exc:
+        key = unexpected_keyword(exc, kwargs)
+        if key is not None:
+            named = inspect.signature(open_clip.create_model).parameters
+            valid = [n for n, p in named.items() if p.kind is p.KEYWORD_ONLY or
+                     (p.kind is p.POSITIONAL_OR_KEYWORD and n not in ("model_name", "pretrained"))]
+            raise keyword_error(f"clip:{arch}", key, ["templates", *valid]) from exc
         if tag is None:
             raise
         raise WeightsUnavailableError(_offline_message(arch, tag, exc)) from exc

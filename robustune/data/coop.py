@@ -22,6 +22,7 @@ Every dataset exposes ``classes`` (CoOp class names with ``_`` read as a space, 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
@@ -292,6 +293,8 @@ def _register(name: str) -> None:
         return create_coop_dataset(name, split, **kwargs)
 
     factory.__doc__ = f"CoOp's {SPECS[name].coop_name} (layout in docs/fewshot.md)."
+    sig = inspect.signature(create_coop_dataset)  # its options, for data.options checks
+    factory.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "name"])
     register_dataset(name)(factory)
 
 

@@ -194,3 +194,17 @@ def fewshot(split: str = "train", source: str | None = None, subset: str = "all"
                     "source: fewshot_imagenet (reads classnames.txt)", source)
     keep = subset_labels(len(classes), subset)
     return ClassSubsetView(parent, indices, keep, template)
+
+
+def _fewshot_option_names(options: dict[str, Any]) -> list[str] | None:
+    from robustune.data.registry import dataset_option_names
+
+    own = ["source", "subset", "shots", "seed", "cache"]
+    source = options.get("source")
+    if not source or source == "fewshot":
+        return own
+    inner = dataset_option_names(str(source), {})
+    return None if inner is None else own + inner
+
+
+fewshot.option_names = _fewshot_option_names

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from robustune.config import DataConfig
-from robustune.data.registry import create_dataset
+from robustune.data.registry import check_dataset_options, create_dataset
 from robustune.data.sampling import class_balanced_subset, few_shot_indices
 from robustune.data.transforms import build_transform
 
@@ -52,6 +52,7 @@ def model_input_options(model: Any | None) -> dict[str, Any]:
 
 def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
     """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train."""
+    check_dataset_options(cfg.name, cfg.options)
     opts = dict(root=cfg.root, download=cfg.download, **model_input_options(model), **cfg.options)
     train = create_dataset(cfg.name, cfg.train_split, **opts)
     if getattr(train, "is_detection", False) and (cfg.shots or cfg.train_subset):

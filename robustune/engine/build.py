@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from robustune.config import RunConfig
 from robustune.data import DataSplits, load_splits
-from robustune.data.registry import create_dataset
+from robustune.data.registry import check_dataset_options, create_dataset
 from robustune.data.splits import classes_of
+from robustune.errors import CorruptFileError
+from robustune.files import file_sha256
 from robustune.methods import Method, create_method
 from robustune.models import Classifier, create_classifier, load_state_dict_file
 from robustune.models.factory import WeightsUnavailableError
@@ -21,6 +24,7 @@ def resolve_weights_file(ref: str | Path) -> Path:
     path = Path(ref)
     for candidate in (path, path / "model.safetensors", path / "final" / "model.safetensors"):
         if candidate.is_file():
+            verify_run_weights(candidate)
             return candidate
     raise WeightsUnavailableError(
         f"no weights at {str(path)!r}: expected a model.safetensors file or a run folder holding one "
@@ -28,8 +32,27 @@ def resolve_weights_file(ref: str | Path) -> Path:
     )
 
 
+def verify_run_weights(weights: Path) -> None:
+    """A run's final ``model.safetensors`` must match the sha256 its ``run.json`` recorded."""
+    record = weights.parent / "run.json"
+    if weights.name != "model.safetensors" or not record.is_file():
+        return
+    try:
+        digest = json.loads(record.read_text()).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        log.warning("%s is unreadable: %s not verified against its digest", record, weights)
+        return
+    if digest and file_sha256(weights) != digest:
+        raise CorruptFileError(
+            f"{weights} does not match the sha256 recorded in {record.name} (corrupted or modified "
+            "after training). Restore it, or delete it and run `robustune train CONFIG --out "
+            f"{weights.parent} --resume` to re-export it from the last checkpoint"
+        )
+
+
 def count_classes(cfg: RunConfig) -> int:
     """Number of classes of the run's dataset (reads labels, not images, where possible)."""
+    check_dataset_options(cfg.data.name, cfg.data.options)
     ds = create_dataset(cfg.data.name, cfg.data.train_split, root=cfg.data.root,
                         download=cfg.data.download, **cfg.data.options)
     return len(classes_of(ds))
@@ -86,6 +109,7 @@ def train_class_info(cfg: RunConfig) -> dict[str, object]:
     ``template`` is None when the dataset carries none; ``source`` is ``data.options.source`` for
     a few-shot view, else ``data.name``.
     """
+    check_dataset_options(cfg.data.name, cfg.data.options)
     ds = create_dataset(cfg.data.name, cfg.data.train_split, root=cfg.data.root,
                         download=cfg.data.download, **cfg.data.options)
     source = cfg.data.options.get("source") if cfg.data.name == "fewshot" else cfg.data.name

@@ -25,6 +25,7 @@ class Cell:
     n: int | None = None
     ci95: tuple[float, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None  # key of EvalResults.inputs: what this number was measured on
 
     @classmethod
     def from_outcomes(cls, key: str, suite: str, metric: str, correct: torch.Tensor,
@@ -45,6 +46,7 @@ class EvalResults:
     environment: dict[str, Any]
     cells: dict[str, Cell] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint → inputs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -55,7 +57,7 @@ class EvalResults:
                  for k, v in data.get("cells", {}).items()}
         return cls(model=data["model"], dataset=data["dataset"], seed=data["seed"],
                    environment=data.get("environment", {}), cells=cells,
-                   checks=data.get("checks", []))
+                   checks=data.get("checks", []), inputs=data.get("inputs", {}))
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())

@@ -3,10 +3,17 @@
 A suite is ``suite(ctx) -> iterable of (key, compute)``; ``compute()`` returns one :class:`Cell` or a
 list of them. :func:`evaluate` skips keys already in ``results.json`` and rewrites the file
 atomically after every cell, so an interrupted evaluation resumes where it stopped.
+
+A cell is reused only if it was measured on the same inputs: every cell carries the fingerprint of
+everything that changes its number besides its key (weights digest, data set, split, subset size
+and seed, attack settings, suite options such as the corruption root). A cell of the same key
+measured on other inputs is an error naming the differences, never a number silently reused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +25,12 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from robustune.attacks import create_attack
-from robustune.config import EvalConfig
+from robustune.config import ConfigError, EvalConfig
 from robustune.eval.clean import predict
 from robustune.eval.results import Cell, EvalResults, save_per_sample
 from robustune.eval.robust import attack_outcomes
 from robustune.registry import Registry
+from robustune.files import folder_lock, tensors_sha256
 from robustune.utils import environment_record
 
 log = logging.getLogger(__name__)
@@ -116,12 +124,88 @@ def fixed_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     return Subset(dataset, idx.tolist())
 
 
+def eval_inputs(model: nn.Module, dataset_info: dict[str, Any], cfg: EvalConfig,
+                options: dict[str, Any], classes: list[str] | None = None) -> dict[str, Any]:
+    """Everything besides a cell's key that changes its number (the cell fingerprint's content).
+
+    The weights digest covers every persistent tensor; a CLIP head's class names and prompt
+    templates are not tensors of its state dict, so they are recorded too.
+    """
+    head = {"classes": list(classes or []), "templates": list(getattr(model, "templates", None) or [])}
+    return {
+        "weights_sha256": tensors_sha256(model.state_dict()),
+        "head_sha256": hashlib.sha256(json.dumps(head).encode()).hexdigest(),
+        "dataset": {k: dataset_info.get(k) for k in ("name", "root", "split", "n_images", "subset_seed")},
+        "n_examples": cfg.n_examples,
+        "seed": cfg.seed,
+        "attack": {"pgd_alpha": cfg.pgd_alpha, "pgd_restarts": cfg.pgd_restarts},
+        "options": json.loads(json.dumps(options, sort_keys=True, default=str)),
+    }
+
+
+def _fingerprint(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _differences(old: dict[str, Any] | None, new: dict[str, Any], prefix: str = "") -> list[str]:
+    if old is None:
+        return ["its inputs were not recorded (results.json of an older robustune)"]
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} then, {b!r} now")
+    return out
+
+
+# Inputs every cell of one results.json shares (its top-level model and data set records).
+SHARED_INPUTS = ("weights_sha256", "head_sha256", "dataset", "n_examples", "seed")
+
+
+def _refuse(path: Path, what: str, diff: list[str]) -> None:
+    raise ConfigError(
+        f"{path} already holds {what} measured on other inputs ({'; '.join(diff[:4])}): its numbers "
+        "would be reported for this evaluation. Write to another folder (--out DIR) or move that "
+        "results.json away (nothing was changed)"
+    )
+
+
+def _check_same_model_and_data(results: EvalResults, inputs: dict[str, Any], path: Path) -> None:
+    if not results.cells:
+        return
+    stored = next(iter(results.inputs.values()), None)
+    old = {k: stored.get(k) for k in SHARED_INPUTS} if stored else None
+    diff = _differences(old, {k: inputs[k] for k in SHARED_INPUTS})
+    if diff:
+        _refuse(path, f"{len(results.cells)} cell(s)", diff)
+
+
+def _check_reusable(results: EvalResults, key: str, fingerprint: str, inputs: dict[str, Any],
+                    path: Path) -> None:
+    cell = results.cells[key]
+    if cell.fingerprint != fingerprint:
+        _refuse(path, f"cell {key!r}", _differences(results.inputs.get(cell.fingerprint or ""), inputs))
+
+
 def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str | Path, *,
              classes: list[str] | None = None, model_info: dict[str, Any] | None = None,
              dataset_info: dict[str, Any] | None = None, device: torch.device | str = "cpu",
              batch_size: int = 256, options: dict[str, Any] | None = None) -> EvalResults:
-    """Run ``cfg.suites`` on ``model``; resumes from ``out_dir/results.json`` when present."""
+    """Run ``cfg.suites`` on ``model`` on ``device``; resumes from ``out_dir/results.json``.
+
+    ``out_dir`` is locked for the run (a second process on it stops at once); a cell already in
+    ``results.json`` is reused only if it was measured on the same inputs (see the module doc).
+    """
     out_dir = Path(out_dir)
+    with folder_lock(out_dir, "results folder (--out)"):
+        return _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info,
+                                torch.device(device), batch_size, options or {})
+
+
+def _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info, device,
+                     batch_size, options) -> EvalResults:
     path = out_dir / "results.json"
     dataset = fixed_subset(dataset, cfg.n_examples, cfg.seed)
     info = {**(dataset_info or {}), "n_images": len(dataset), "subset_seed": cfg.seed if cfg.n_examples else None}
@@ -131,16 +215,23 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str |
     else:
         results = EvalResults(model=model_info or {}, dataset=info, seed=cfg.seed,
                               environment=environment_record())
+    results.environment["device"] = str(device)
+    inputs = eval_inputs(model, info, cfg, options, classes)
+    fingerprint = _fingerprint(inputs)
+    _check_same_model_and_data(results, inputs, path)
     model = model.to(device)
     ctx = EvalContext(model=model, dataset=dataset, classes=classes or [], cfg=cfg,
-                      device=torch.device(device), out_dir=out_dir, results=results,
-                      batch_size=batch_size, options=options or {})
+                      device=device, out_dir=out_dir, results=results,
+                      batch_size=batch_size, options=options)
     for suite in cfg.suites:
         for key, compute in SUITES.get(suite)(ctx):
             if key in results.cells:
+                _check_reusable(results, key, fingerprint, inputs, path)
                 continue
             produced = compute()
+            results.inputs[fingerprint] = inputs
             for cell in produced if isinstance(produced, list) else [produced]:
+                cell.fingerprint = fingerprint
                 results.cells[cell.key] = cell
                 log.info("%s: %s = %.4f", cell.key, cell.metric, cell.value)
             results.save(path)

@@ -8,8 +8,10 @@ what to download and where to put it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,13 +19,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from robustune.config import ConfigError
+from robustune.errors import WeightsUnavailableError  # defined there (light), re-exported here
 from robustune.models.wrapper import Classifier
 from robustune.registry import Registry, unknown_choice_message
 
 log = logging.getLogger(__name__)
 
 
-from robustune.errors import WeightsUnavailableError  # noqa: E402  (re-exported here)
 
 
 @dataclass
@@ -72,7 +75,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # truncated, zero-length, bad header, a pickle renamed .safetensors
+            raise WeightsUnavailableError(
+                f"{str(path)!r} is not a readable safetensors file ({exc.__class__.__name__}: {exc}): "
+                "it is truncated or corrupted, or not safetensors at all. Restore it, or write it "
+                "again (a run's model.safetensors: delete it and `robustune train CONFIG --out RUN "
+                "--resume` re-exports it from the last checkpoint)"
+            ) from exc
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle with code, or not a checkpoint at all
@@ -126,7 +137,7 @@ def _timm_backbone(name: str, num_classes: int, weights: str | None, **kwargs: A
     try:
         return timm.create_model(full, pretrained=pretrained, num_classes=num_classes, **kwargs)
     except Exception as exc:
-        if not pretrained:
+        if not pretrained or unexpected_keyword(exc, kwargs):
             raise
         hub_id = ""
         try:
@@ -142,8 +153,37 @@ def _timm_backbone(name: str, num_classes: int, weights: str | None, **kwargs: A
         ) from exc
 
 
+NO_WEIGHTS_WORDS = ("none", "null", "random", "scratch", "")
+
+
 def _is_file_ref(weights: str) -> bool:
     return weights.endswith((".safetensors", ".pth", ".pt", ".bin")) or os.sep in weights
+
+
+def unexpected_keyword(exc: Exception, kwargs: dict[str, Any]) -> str | None:
+    """The user's keyword a builder rejected ("got an unexpected keyword argument 'x'"), if any."""
+    match = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+    return match.group(1) if isinstance(exc, TypeError) and match and match.group(1) in kwargs else None
+
+
+def keyword_error(model: str, key: str, valid: list[str]) -> ConfigError:
+    """``model.kwargs.<key>`` is unknown: name the closest valid keyword and all of them."""
+    msg = unknown_choice_message(f"keyword of model {model!r}", f"model.kwargs.{key}",
+                                 [f"model.kwargs.{v}" for v in valid] or ["(none)"])
+    return ConfigError(msg.replace("Valid choices", "Valid keywords"))
+
+
+def _raise_for_keyword(exc: TypeError, kwargs: dict[str, Any], name: str,
+                       build_plain: Callable[[], nn.Module]) -> None:
+    key = unexpected_keyword(exc, kwargs)
+    if key is None:
+        return
+    with torch.device("meta"):  # only for its class signature: no memory, no weights
+        cls = type(build_plain())
+    params = inspect.signature(cls.__init__).parameters.values()
+    valid = [p.name for p in params if p.name not in ("self", "num_classes")
+             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    raise keyword_error(name, key, valid) from exc
 
 
 def create_classifier(name: str, num_classes: int, weights: str | None = None,
@@ -156,9 +196,18 @@ def create_classifier(name: str, num_classes: int, weights: str | None = None,
         weights: ``None`` for random init, a timm tag / ``"hub"`` to download, or a local file.
         **kwargs: passed to the model builder.
     """
+    if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS_WORDS:
+        raise WeightsUnavailableError(
+            f"model.weights={weights!r} is read as a weights tag; for random initialisation use "
+            "`model.weights: null` in YAML (--set model.weights=null)"
+        )
     if name in MODELS:
         entry = MODELS.get(name)
-        backbone = entry.fn(num_classes=num_classes, **kwargs)
+        try:
+            backbone = entry.fn(num_classes=num_classes, **kwargs)
+        except TypeError as exc:
+            _raise_for_keyword(exc, kwargs, name, lambda: entry.fn(num_classes=2))
+            raise
         if weights is not None and not _is_file_ref(weights):
             raise WeightsUnavailableError(
                 f"{name!r} is a project model with no hub weights; pass a local file "
@@ -166,7 +215,14 @@ def create_classifier(name: str, num_classes: int, weights: str | None = None,
             )
         meta = dict(mean=entry.mean, std=entry.std, input_size=entry.input_size, **entry.extra)
     else:
-        backbone = _timm_backbone(name, num_classes, weights, **kwargs)
+        try:
+            backbone = _timm_backbone(name, num_classes, weights, **kwargs)
+        except TypeError as exc:
+            import timm
+
+            _raise_for_keyword(exc, kwargs, name,
+                               lambda: timm.create_model(name.split(".")[0], pretrained=False, num_classes=2))
+            raise
         cfg = getattr(backbone, "pretrained_cfg", {}) or {}
         meta = dict(mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
                     std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
