@@ -34,7 +34,8 @@ def build(base, name, **params):
 
 
 def step_and_grads(method, batch, step=0):
-    out = method.training_step(*batch, StepContext(epoch=0, step=step, generator=step_generator(7, step)))
+    ctx = StepContext(epoch=0, step=step, generator=step_generator(7, step), indices=torch.arange(len(batch[1])))
+    out = method.training_step(*batch, ctx)
     method.zero_grad(set_to_none=True)
     out["loss"].backward()
     grads = {k: p.grad.clone() for k, p in method.model.learner.named_parameters() if p.grad is not None}
@@ -159,3 +160,56 @@ def test_fitness_and_operator_options_run(base, batch, kw):
     method = build(base, "erapt", population=4, generations=1, diagnostics_every=1, diagnostics_points=8, **kw)
     out, grads = step_and_grads(method, batch)
     assert math.isfinite(out["loss"].item()) and out["logs"]["evo_gain"] >= 0 and grads
+
+
+def test_warm_start_resume_is_bit_identical(tmp_path, monkeypatch):
+    """Warm start (index-keyed memory of the fittest member): an interrupted + resumed run == an uninterrupted one."""
+    from robustune.config import load_config
+    from robustune.engine import train
+    from robustune.methods.erapt import ERAPT
+
+    sets = ["model.weights=null", "data.options.shots=2", "train.eval_every=0", "train.log_every=1",
+            "train.epochs=2", "method.params.population=3", "method.params.generations=1",
+            "method.params.mutation=gradient", "method.params.init=mutation", "method.params.p_mut=1.0",
+            "method.params.warm_start=true", "method.params.diagnostics_every=0", "method.params.dwa_window=1"]
+    cfg = load_config("configs/clip_tiny_digits_erapt.yaml", sets)
+    full = train(cfg, tmp_path / "a")
+    original = ERAPT.training_step
+    seen = []
+
+    def crashing(self, images, labels, ctx):
+        seen.append(ctx.indices.clone())
+        if ctx.step == 3:  # mid-epoch 2 (2 steps per epoch): the resume reads epoch 1's memory back
+            raise _Interrupt
+        return original(self, images, labels, ctx)
+
+    monkeypatch.setattr(ERAPT, "training_step", crashing)
+    with pytest.raises(_Interrupt):
+        train(cfg, tmp_path / "b")
+    monkeypatch.setattr(ERAPT, "training_step", original)
+    resumed = train(cfg, tmp_path / "b", resume=True)
+
+    def steps(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in rows if "w_adv" in r]
+
+    assert steps(tmp_path / "a") == steps(tmp_path / "b") and len(steps(tmp_path / "a")) == 4
+    assert sorted(torch.cat(seen[:2]).tolist()) == list(range(10))  # every training image, once per epoch
+    mem_a, mem_b = full.method.memory, resumed.method.memory
+    assert mem_a.valid.all() and mem_a.delta.abs().sum() > 0
+    assert torch.equal(mem_a.delta, mem_b.delta) and torch.equal(mem_a.valid, mem_b.valid)
+
+
+def test_evolve_every_and_bf16_fitness(base, batch):
+    method = build(base, "erapt", population=4, generations=1, evolve_every=2, fitness_dtype="bf16",
+                   mutation="gradient", init="mutation", p_mut=1.0, fitness="fap", region=1)
+    on, _ = step_and_grads(method, batch, step=0)
+    off, _ = step_and_grads(method, batch, step=1)  # PGD point only: FAP's term
+    assert math.isfinite(on["loss"].item()) and math.isfinite(off["loss"].item())
+    assert method.evolver.fitness_dtype == "bf16"
+    with pytest.raises(Exception, match="evolve_every"):
+        build(base, "erapt", evolve_every=0)
+    with pytest.raises(ValueError, match="indices"):
+        warm = build(base, "erapt", population=2, generations=1, warm_start=True)
+        warm.training_step(*batch, StepContext(epoch=0, step=0, generator=step_generator(7, 0)))
+    assert build(base, "erapt", warm_start=False).needs_indices is False and method.needs_indices

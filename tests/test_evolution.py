@@ -33,8 +33,11 @@ def run(model, batch, seed=1, **kw):
     return attack.region_population(x, y, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("kw", [{}, {"crossover": "blend", "mutation": "gaussian"}, {"fitness": "ce"},
-                                {"pgd_steps": 0, "p_mut": 0.5}])
+OLD = {"crossover": "uniform", "mutation": "sign", "init": "noise", "p_mut": 0.1}  # the first defaults
+
+
+@pytest.mark.parametrize("kw", [{}, OLD, {"crossover": "blend", "mutation": "gaussian"}, {"fitness": "ce"},
+                                {**OLD, "pgd_steps": 0, "p_mut": 0.5}])
 def test_every_individual_in_ball_and_valid_pixels(model, batch, kw):
     res = run(model, batch, **kw)
     x = batch[0]
@@ -44,7 +47,7 @@ def test_every_individual_in_ball_and_valid_pixels(model, batch, kw):
     assert (res.region.shape, res.best.shape) == ((4, 3, 3, 16, 16), x.shape)
 
 
-@pytest.mark.parametrize("kw", [{}, {"pgd_steps": 0}, {"fitness": "ce", "crossover": "blend"}])
+@pytest.mark.parametrize("kw", [{}, {**OLD, "pgd_steps": 0}, {"fitness": "ce", "crossover": "blend"}])
 def test_elitism_best_never_below_pgd_start(model, batch, kw):
     res = run(model, batch, generations=4, **kw)
     assert (res.fitness.amax(1) >= res.pgd_fitness).all()
@@ -65,7 +68,7 @@ def test_fitness_recorded_is_the_model_fitness(model, batch):
 
 
 def test_evolution_finds_better_points_without_pgd(model, batch):
-    res = run(model, batch, pgd_steps=0, generations=6, fitness="ce")
+    res = run(model, batch, **{**OLD, "pgd_steps": 0, "generations": 6, "fitness": "ce"})
     assert (res.best_fitness[-1] > res.best_fitness[0]).any()
 
 
@@ -149,3 +152,87 @@ def test_population_coverage_logs(model, batch):
     stats = population_coverage(res.delta, EPS, 64, torch.Generator().manual_seed(0), clean=batch[0])
     logs = stats.logs()
     assert 0 < logs["pop_pairwise_rel"] <= 2 and 0 < logs["pop_coverage_rel"] <= 1 + 1e-6
+
+
+OPERATORS = [
+    {"order": "mutate_first"},
+    {"order": "mutate_first", "crossover": "blend", "mutation": "gaussian", "mut_sigma": 0.1, "p_mut": 1.0},
+    {"mutation": "gradient", "crossover": "blend", "init": "mutation", "mut_sigma": 2.0, "p_mut": 1.0},
+    {"order": "mutate_first", "mutation": "gradient", "init": "mutation", "p_mut": 0.5, "region": "all"},
+    {"mutation": "sign", "init": "mutation", "p_mut": 0.7},
+]
+
+
+@pytest.mark.parametrize("kw", OPERATORS)
+def test_operator_variants_keep_ball_pixels_elitism_and_seed(model, batch, kw):
+    """Every variant: members in the ε-ball and [0,1]; best ≥ PGD start; same seed → same population."""
+    res = run(model, batch, **kw)
+    assert res.delta.abs().amax() <= EPS + 1e-6
+    assert res.population.min() >= 0 and res.population.max() <= 1
+    assert (res.best_fitness[1:] >= res.best_fitness[:-1]).all()
+    assert (res.fitness.amax(1) >= res.pgd_fitness).all()
+    again = run(model, batch, **kw)
+    assert torch.equal(res.population, again.population) and torch.equal(res.fitness, again.fitness)
+    assert not torch.equal(res.population, run(model, batch, seed=2, **kw).population)
+    if kw.get("region") == "all":
+        assert res.region_index.shape == (4, 6)
+
+
+def test_variants_are_options_of_one_attack(model, batch):
+    from robustune.attacks import list_attacks
+
+    assert [n for n in list_attacks() if "evol" in n or "region" in n] == ["evolution"]
+    attack = create_attack("evolution", model, eps=EPS, population=4, generations=1, order="mutate_first",
+                           mutation="gradient", crossover="blend", init="mutation", fitness="ce")
+    assert type(attack) is EvolutionRegion
+    adv = attack(*batch)
+    assert (adv - batch[0]).abs().max() <= EPS + 1e-6
+    # the call reuses the last PGD step's gradient sign: no direction → a clear error
+    with pytest.raises(ValueError, match="gradient sign"):
+        attack.evolve(batch[0], batch[1], batch[0], torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="valid"):
+        EvolutionRegion(model, EPS, order="sideways")
+    with pytest.raises(ValueError, match="region"):
+        EvolutionRegion(model, EPS, region="some")
+
+
+def test_gradient_mutation_moves_along_the_pgd_sign(model, batch):
+    """init=mutation with p_mut = 1: every variant is δ_pgd + u·σ_m·ε·sign(g), u ∈ [0,1], projected."""
+    x, y = batch
+    attack = EvolutionRegion(model, eps=EPS, population=3, generations=0, mutation="gradient", init="mutation",
+                             p_mut=1.0, mut_sigma=0.5, pgd_alpha=2 / 255)
+    res = attack.region_population(x, y, generator=torch.Generator().manual_seed(0))
+    sign = attack.pgd.last_direction
+    step = res.delta[:, 1:] - res.delta[:, :1]
+    moved = step.abs() > 1e-7
+    assert moved.any() and (step.sign()[moved] == sign.unsqueeze(1).expand_as(step)[moved]).all()
+    assert step.abs().max() <= 0.5 * EPS + 1e-6
+
+
+def test_warm_members_enter_the_initial_population(model, batch):
+    x, y = batch
+    attack = EvolutionRegion(model, eps=EPS, population=4, generations=0, pgd_alpha=2 / 255, **OLD)
+    start = attack.pgd(x, y, generator=torch.Generator().manual_seed(0))
+    warm = torch.full((4, 1, *x.shape[1:]), EPS / 2)
+    valid = torch.tensor([True, False, True, False])
+    res = attack.evolve(x, y, start, torch.Generator().manual_seed(1), warm=warm, warm_valid=valid)
+    expect = project_delta(warm[:, 0], x, EPS)
+    assert torch.equal(res.delta[0, 1], expect[0]) and torch.equal(res.delta[2, 1], expect[2])
+    assert not torch.equal(res.delta[1, 1], expect[1])
+
+
+def test_population_memory_roundtrip_and_bad_index():
+    from robustune.attacks.population_memory import PopulationMemory
+
+    mem = PopulationMemory(2, EPS)
+    mem.ensure(5, (3, 4, 4), torch.device("cpu"))
+    d = (torch.rand(2, 3, 3, 4, 4) * 2 - 1) * EPS
+    mem.store(torch.tensor([4, 1]), d)
+    got, valid = mem.lookup(torch.tensor([1, 0, 4]))
+    assert valid.tolist() == [True, False, True]
+    assert (got[0] - d[1, :2]).abs().max() <= EPS / 127 and (got[2] - d[0, :2]).abs().max() <= EPS / 127
+    fresh = PopulationMemory(2, EPS)
+    fresh.load_state_dict(mem.state_dict())
+    assert torch.equal(fresh.delta, mem.delta) and torch.equal(fresh.valid, mem.valid)
+    with pytest.raises(IndexError, match="out of range"):
+        mem.lookup(torch.tensor([5]))

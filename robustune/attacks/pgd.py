@@ -34,6 +34,10 @@ class PGD(Attack):
         alpha: step size; default ``2.5 * eps / steps`` (Madry et al.).
         random_start: uniform start in the ball (else start at x).
         restarts: independent runs; per point the first successful one is kept (else the last).
+
+    After a call, ``last_direction`` holds the ascent direction of the last step of the last run
+    (sign of the input gradient for L∞; None with 0 steps): the evolution attack's ``gradient``
+    mutation reuses it without another backward.
     """
 
     name = "pgd"
@@ -47,13 +51,16 @@ class PGD(Attack):
         self.alpha = alpha if alpha is not None else 2.5 * self.eps / max(steps, 1)
         self.random_start = random_start
         self.restarts = max(1, restarts)
+        self.last_direction: torch.Tensor | None = None
 
     def _run(self, x, y, gen, clean_logits):
         adv = random_start(x, self.eps, self.norm, gen) if self.random_start else x.clone()
         objective = lambda logits: self.objective(logits, y, clean_logits)  # noqa: E731
+        self.last_direction = None
         for _ in range(self.steps):
             grad, _ = input_gradient(self.model, adv, objective)
-            adv = self.project(adv + self.alpha * ascent_direction(grad, self.norm), x)
+            self.last_direction = ascent_direction(grad, self.norm)
+            adv = self.project(adv + self.alpha * self.last_direction, x)
         return adv
 
     def _fooled(self, adv, y):

@@ -2,7 +2,7 @@
 
 from robustune.data.registry import DATASETS, create_dataset, list_datasets, register_dataset
 from robustune.data.sampling import class_balanced_subset, few_shot_indices
-from robustune.data.splits import DataSplits, build_loader, load_splits
+from robustune.data.splits import DataSplits, IndexedDataset, build_loader, load_splits
 from robustune.data.transforms import build_transform
 
 # Import for registration side effects.
@@ -16,6 +16,7 @@ from robustune.data import detection as _detection  # noqa: F401,E402  (digits_d
 from robustune.data import detection_formats as _det_formats  # noqa: F401,E402  (coco, voc, rtts, exdark)
 
 __all__ = [
+    "IndexedDataset",
     "DATASETS",
     "DataSplits",
     "build_loader",

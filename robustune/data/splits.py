@@ -68,6 +68,21 @@ def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
     return DataSplits(train=train, val=val, test=test, classes=classes_of(train))
 
 
+class IndexedDataset(Dataset):
+    """``(image, label, index)`` items of a dataset: methods that keep per-sample state (ER-APT's
+    population warm start) key it by the index into the training set."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index][:2]
+        return image, label, index
+
+
 def build_loader(ds: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  num_workers: int = 0, pin_memory: bool = False, sampler=None,
                  drop_last: bool = False) -> DataLoader:

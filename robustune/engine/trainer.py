@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from robustune.config import RunConfig, dump_config
-from robustune.data import DataSplits, build_loader
+from robustune.data import DataSplits, IndexedDataset, build_loader
 from robustune.engine import dist
 from robustune.engine.build import build_run
 from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
@@ -62,16 +62,17 @@ def _autocast(cfg: RunConfig, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int):
+def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bool = False):
     seed = cfg.train.seed * 10_007 + epoch
+    train_set = IndexedDataset(splits.train) if with_index else splits.train
     sampler = None
     if dist.is_distributed():
         from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(splits.train, shuffle=True, seed=cfg.train.seed, drop_last=True)
+        sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.train.seed, drop_last=True)
         sampler.set_epoch(epoch)
     batch = cfg.data.batch_size // dist.world_size()
-    return build_loader(splits.train, batch, shuffle=True, seed=seed, sampler=sampler,
+    return build_loader(train_set, batch, shuffle=True, seed=seed, sampler=sampler,
                         num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
                         drop_last=sampler is not None)
 
@@ -119,14 +120,16 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
     totals = torch.zeros(3, device=device)  # loss sum, correct, seen: on device, no per-step sync
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                disable=not dist.is_main_process())
-    for images, labels in bar:
+    for batch in bar:
         if cfg.train.max_steps is not None and step >= cfg.train.max_steps:
             break
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        images, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        indices = batch[2] if len(batch) > 2 else None
         if cfg.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         ctx = StepContext(epoch=epoch, step=step,
-                          generator=step_generator(cfg.train.seed, step, dist.rank(), device=device))
+                          generator=step_generator(cfg.train.seed, step, dist.rank(), device=device),
+                          indices=indices)
         with _autocast(cfg, device):
             out = method.training_step(images, labels, ctx)
         loss = out["loss"]
@@ -267,7 +270,8 @@ class _EpochLoop:
             te = time.perf_counter()
             torch.manual_seed(cfg.train.seed * 10_007 + epoch)
             method.on_epoch_start(epoch, self.setup_ctx)
-            self.step, stats = _train_epoch(ddp_method, _epoch_loader(self.splits, cfg, epoch), self.opt,
+            loader = _epoch_loader(self.splits, cfg, epoch, with_index=self.method.needs_indices)
+            self.step, stats = _train_epoch(ddp_method, loader, self.opt,
                                             self.sched, scaler, cfg, self.device, epoch, self.step,
                                             self.metrics, self.run_dir)
             epochs_run += 1

@@ -30,6 +30,7 @@ class StepContext:
     epoch: int
     step: int
     generator: torch.Generator  # seeded from (seed, step): same step → same draws, also on resume
+    indices: torch.Tensor | None = None  # (B,) indices into the training set, if the method asks for them
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Method(nn.Module):
     """Base class of training methods. Subclasses set ``Params`` and implement ``training_step``."""
 
     Params: type = NoParams
+    needs_indices: bool = False  # True: the engine passes each batch's training-set indices (ctx.indices)
 
     def __init__(self, model: nn.Module, params: Any, num_classes: int) -> None:
         super().__init__()
