@@ -73,10 +73,12 @@ class LossWeighting(nn.Module):
         p = self.params
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("window_sum", torch.zeros(2, dtype=torch.float64))  # dwa: current window
-        self.register_buffer("window_means", torch.full((2, 2), float("nan"), dtype=torch.float64))  # [t−2, t−1]
+        # finite "empty" values + counts (a checkpoint must hold only finite floats: the engine refuses NaN)
+        self.register_buffer("window_means", torch.zeros((2, 2), dtype=torch.float64))  # [t−2, t−1]
+        self.register_buffer("windows", torch.zeros((), dtype=torch.long))  # completed dwa windows
         self.register_buffer("lam_ema", torch.tensor(float(p.lam), dtype=torch.float64))
-        self.register_buffer("nat_history", torch.full((max(1, p.collapse_window),), float("nan"),
-                                                       dtype=torch.float64))
+        self.register_buffer("nat_history", torch.zeros((max(1, p.collapse_window),), dtype=torch.float64))
+        self.register_buffer("nat_count", torch.zeros((), dtype=torch.long))  # natural CEs recorded
         self.register_buffer("adv_scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("last_collapse", torch.tensor(-1, dtype=torch.long))
         self.register_buffer("collapses", torch.zeros((), dtype=torch.long))
@@ -91,7 +93,8 @@ class LossWeighting(nn.Module):
         base = torch.tensor([1.0, p.lam], dtype=torch.float64, device=self.adv_scale.device)
         if p.scheme == "dwa":
             prev, last = self.window_means[0], self.window_means[1]
-            r = last / prev if bool(torch.isfinite(prev).all() & (prev > 0).all()) else torch.ones_like(prev)
+            ready = int(self.windows) >= 2 and bool((prev > 0).all())
+            r = last / prev if ready else torch.ones_like(prev)
             return base * 2 * torch.softmax(r / p.temperature, 0)
         if p.scheme == "ratio":
             return torch.stack([base[0], self.lam_ema])
@@ -111,6 +114,7 @@ class LossWeighting(nn.Module):
                 self.window_means[0] = self.window_means[1].clone()
                 self.window_means[1] = self.window_sum / max(1, p.window)
                 self.window_sum.zero_()
+                self.windows += 1
         elif p.scheme == "ratio":
             ratio = min(max(nat / max(adv, 1e-12), p.lam_min), p.lam_max)
             self.lam_ema.mul_(p.ema).add_((1 - p.ema) * ratio)
@@ -118,7 +122,7 @@ class LossWeighting(nn.Module):
     def collapsed(self) -> bool:
         """True when the window is full and its mean natural CE is within tol·ln C of ln C."""
         hist = self.nat_history
-        if not bool(torch.isfinite(hist).all()):
+        if int(self.nat_count) < hist.numel():
             return False
         level = self.collapse_level
         return abs(float(hist.mean()) - level) <= self.params.collapse_tol * level
@@ -127,6 +131,7 @@ class LossWeighting(nn.Module):
         p = self.params
         n = self.nat_history.numel()
         self.nat_history[int(self.steps) % n] = nat
+        self.nat_count += 1
         cooling = int(self.last_collapse) >= 0 and int(self.steps) - int(self.last_collapse) < n
         if not p.collapse_detection or cooling or not self.collapsed():
             return False
