@@ -22,9 +22,14 @@ def corrupt(
     jpeg_quality: Optional[int] = typer.Option(None, help="save as JPEG of this quality (85 = ImageNet-C parity); default PNG"),
     workers: int = typer.Option(1, help="parallel worker processes"),
     seed: int = typer.Option(0, help="base seed; each (image, corruption, severity) derives its own"),
+    option: list[str] = typer.Option([], "--option", help="dataset option key=value, e.g. n_images=50 (digits_det)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
-    """Write corrupted copies of DATASET; resumable (existing files are kept), deterministic per seed."""
+    """Write corrupted copies of DATASET; resumable (existing files are kept), deterministic per seed.
+
+    A detection dataset (e.g. digits_det, coco) is written in the Michaelis et al. 2019 layout,
+    ``OUT/<corruption>/<severity>/<image>`` + ``OUT/annotations.json`` (boxes unchanged).
+    """
     from robustune.corruptions import corrupt_dataset
 
     setup_logging(verbose)
@@ -34,8 +39,11 @@ def corrupt(
         if dataset not in list_datasets() and Path(dataset).is_dir():
             source, info = dataset, None
         else:
-            source = create_dataset(dataset, split, root=root)
-            info = {"dataset": dataset, "split": split, **({"root": root} if root else {})}
+            from robustune.cli.evaluation import parse_options
+
+            opts = parse_options(option)
+            source = create_dataset(dataset, split, root=root, **opts)
+            info = {"dataset": dataset, "split": split, **({"root": root} if root else {}), **opts}
         report = corrupt_dataset(source, out, corruptions, severities, seed=seed, jpeg_quality=jpeg_quality,
                                  workers=workers, source_info=info)
     except USER_ERRORS as exc:

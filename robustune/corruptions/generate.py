@@ -223,7 +223,16 @@ def corrupt_dataset(dataset_or_folder: Any, out_dir: str | os.PathLike,
                     *, seed: int = 0, jpeg_quality: int | None = None, workers: int = 1,
                     classes: list[str] | None = None,
                     source_info: dict[str, Any] | None = None) -> GenerationReport:
-    """Corrupt a ``Dataset`` (float [0,1] CHW items) or an image folder ``root/<class>/<file>``."""
+    """Corrupt a ``Dataset`` (float [0,1] CHW items) or an image folder ``root/<class>/<file>``.
+
+    A detection dataset (``is_detection``) is written in the Michaelis et al. layout with its boxes
+    (:mod:`robustune.corruptions.detection`).
+    """
+    if getattr(dataset_or_folder, "is_detection", False):
+        from robustune.corruptions.detection import corrupt_detection_dataset
+
+        return corrupt_detection_dataset(dataset_or_folder, out_dir, corruptions, severities, seed=seed,
+                                         jpeg_quality=jpeg_quality, workers=workers, source_info=source_info)
     cfg = GenerationConfig(resolve_corruptions(corruptions), resolve_severities(severities), seed,
                            jpeg_quality, max(1, int(workers)))
     if isinstance(dataset_or_folder, (str, os.PathLike)):

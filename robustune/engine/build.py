@@ -63,12 +63,35 @@ def build_model(cfg: RunConfig, num_classes: int) -> Classifier:
         from robustune.clip.build import build_clip_model
 
         return build_clip_model(cfg)
+    if cfg.model.name.startswith("det:"):  # a detector over a timm backbone, robustune.models.detectors
+        return build_detector(cfg, num_classes)
     model = create_classifier(cfg.model.name, num_classes=num_classes, weights=cfg.model.weights,
                               **cfg.model.kwargs)
     if cfg.model.init_from:
         path = resolve_weights_file(cfg.model.init_from)
         load_state_dict_file(model.backbone, path)
         log.info("starting from %s", path)
+    return model
+
+
+def build_detector(cfg: RunConfig, num_classes: int):
+    """``model.name: det:<backbone>``; ``model.kwargs`` go to :func:`create_detector` (``arch``, sizes).
+
+    ``model.init_from``: a classifier run (its backbone initialises the detector's trunk) or a
+    detection run (the whole detector continues from it).
+    """
+    from robustune.models.detectors import create_detector
+    from robustune.models.factory import read_state_dict
+
+    kwargs = dict(cfg.model.kwargs)
+    source = resolve_weights_file(cfg.model.init_from) if cfg.model.init_from else None
+    whole = source is not None and any(k.startswith("detector.") for k in read_state_dict(source))
+    model = create_detector(cfg.model.name[len("det:"):], num_classes, weights=cfg.model.weights,
+                            backbone_file=None if whole or source is None else str(source), **kwargs)
+    if whole:
+        load_state_dict_file(model, source)
+    if source is not None:
+        log.info("starting from %s (%s)", source, "whole detector" if whole else "classifier backbone")
     return model
 
 

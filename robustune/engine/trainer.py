@@ -123,9 +123,9 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
     for batch in bar:
         if cfg.train.max_steps is not None and step >= cfg.train.max_steps:
             break
-        images, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        images, labels = to_device(batch[0], device), to_device(batch[1], device)
         indices = batch[2] if len(batch) > 2 else None
-        if cfg.train.channels_last:
+        if cfg.train.channels_last and torch.is_tensor(images):
             images = images.contiguous(memory_format=torch.channels_last)
         ctx = StepContext(epoch=epoch, step=step,
                           generator=step_generator(cfg.train.seed, step, dist.rank(), device=device),
@@ -149,9 +149,7 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
         scaler.update()
         sched.step()
         step += 1
-        n = labels.numel()
-        totals += torch.stack([loss.detach().float() * n, (out["logits"].argmax(1) == labels).sum().float(),
-                               torch.tensor(float(n), device=device)])
+        totals += _step_totals(out, loss, labels, device)
         if step % max(1, cfg.train.log_every) == 0:
             value = loss.item()
             logs = {k: float(v) for k, v in out.get("logs", {}).items()}
@@ -160,7 +158,30 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
             bar.set_postfix(loss=f"{value:.3f}")
     t = dist.all_reduce_sum(totals)
     seen = t[2].clamp(min=1)
-    return step, {"train_loss": (t[0] / seen).item(), "train_acc": (t[1] / seen).item()}
+    stats = {"train_loss": (t[0] / seen).item(), "train_acc": (t[1] / seen).item()}
+    if not bool(t[1] >= 0):  # NaN: the method returned no logits (detection), so no accuracy
+        del stats["train_acc"]
+    return step, stats
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A tensor, or the lists / dicts of tensors that detection batches are, on ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _step_totals(out: dict[str, Any], loss: torch.Tensor, labels: Any, device) -> torch.Tensor:
+    """(loss·n, correct, n) of a step; ``n`` is ``out["n"]`` if given (detection: images), else the
+    number of labels; ``correct`` is NaN when the step returns no ``logits``."""
+    n = float(out.get("n", labels.numel() if torch.is_tensor(labels) else len(labels)))
+    correct = ((out["logits"].argmax(1) == labels).sum().float() if "logits" in out
+               else torch.tensor(float("nan"), device=device))
+    return torch.stack([loss.detach().float() * n, correct, torch.tensor(n, device=device)])
 
 
 def check_finite_state(method: Method, opt, epoch: int, step: int, run_dir: Path) -> None:
@@ -279,9 +300,15 @@ class _EpochLoop:
             check_finite_state(method, self.opt, epoch, self.step, self.run_dir)
             if self.splits.val is not None and cfg.train.eval_every and \
                     ((epoch + 1) % cfg.train.eval_every == 0 or not complete):
-                val_acc = accuracy(method.eval_model(), self.splits.val, cfg.data.eval_batch_size,
-                                   self.device)
-                stats["val_acc"] = val_acc
+                if getattr(self.splits.val, "is_detection", False):  # COCO mAP, robustune.eval.detection
+                    from robustune.eval.detection import detection_map
+
+                    stats["val_mAP"] = detection_map(method.eval_model(), self.splits.val,
+                                                     cfg.data.eval_batch_size, self.device)["mAP"]
+                else:
+                    val_acc = accuracy(method.eval_model(), self.splits.val, cfg.data.eval_batch_size,
+                                       self.device)
+                    stats["val_acc"] = val_acc
             stats["epoch_seconds"] = time.perf_counter() - te
             self.metrics.write({"step": self.step, "epoch": epoch, "epoch_end": True,
                                 **({} if complete else {"max_steps_reached": True}), **stats})

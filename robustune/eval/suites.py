@@ -116,6 +116,12 @@ def robust_le_clean(results: EvalResults) -> list[dict[str, Any]]:
     return out
 
 
+def task_suite(name: str, model: nn.Module) -> str:
+    """``<name>@detection`` for a detector when registered (same suite names, detection cells)."""
+    task = getattr(model, "task", None)
+    return f"{name}@{task}" if task and f"{name}@{task}" in SUITES else name
+
+
 def fixed_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     """A fixed, seeded evaluation subset of ``n`` images (RobustBench style), sorted by index."""
     if not n or n >= len(dataset):
@@ -224,7 +230,7 @@ def _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_
                       device=device, out_dir=out_dir, results=results,
                       batch_size=batch_size, options=options)
     for suite in cfg.suites:
-        for key, compute in SUITES.get(suite)(ctx):
+        for key, compute in SUITES.get(task_suite(suite, model))(ctx):
             if key in results.cells:
                 _check_reusable(results, key, fingerprint, inputs, path)
                 continue
