@@ -136,10 +136,12 @@ def draw_detections(dataset: DetectionDataset, preds: list[dict], path: Path, n:
         scale = max(1, 256 // max(img.shape[1:]))
         img = torch.nn.functional.interpolate(img[None].float(), scale_factor=scale, mode="nearest")[0].byte()
         gt = dataset.target(i)
-        img = draw_bounding_boxes(img, gt["boxes"] * scale, colors="lime", width=1)
+        if len(gt["boxes"]):
+            img = draw_bounding_boxes(img, gt["boxes"] * scale, colors="lime", width=1)
         keep = preds[i]["scores"] >= min_score
         names = [f"{dataset.classes[int(c)]} {s:.2f}" for c, s in zip(preds[i]["labels"][keep], preds[i]["scores"][keep])]
-        img = draw_bounding_boxes(img, preds[i]["boxes"][keep] * scale, labels=names, colors="red", width=2)
+        if names:
+            img = draw_bounding_boxes(img, preds[i]["boxes"][keep] * scale, labels=names, colors="red", width=2)
         tiles.append(img.permute(1, 2, 0).numpy())
     height = max(t.shape[0] for t in tiles)
     tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=255) for t in tiles]

@@ -154,6 +154,7 @@ class GFNDetParams:
     background_weight: float = 1.0  # weight of CE(z, background) in it (0: neighbour only)
     similarity_source: str = "features"  # features (GT-box features of the trunk) | head_weights (box classifier rows)
     max_per_class: int = 100  # GT objects per class for the feature similarity
+    similarity_max_images: int | None = None  # stop scanning the training set after this many images (None: no cap)
     refresh_every: int = 0  # 0: similarity once at the start; N: recompute every N epochs
     include_clean: bool = False
 
@@ -184,7 +185,8 @@ class GFNDet(DetectionMethod):
             from robustune.methods.detection_similarity import box_feature_embeddings
 
             sim = cosine_matrix(box_feature_embeddings(self.model, ctx.train_set, self.num_classes,
-                                                       self.params.max_per_class, ctx.device))
+                                                       self.params.max_per_class, ctx.device,
+                                                       self.params.similarity_max_images))
         self.similarity.copy_(sim.to(self.similarity.device))
         self.ranks.copy_(neighbor_ranks(sim).to(self.ranks.device))
 

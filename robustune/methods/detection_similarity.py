@@ -26,14 +26,18 @@ def trunk_map(backbone: nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def box_feature_embeddings(detector: nn.Module, dataset: Dataset, num_classes: int,
-                           max_per_class: int | None = 100, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(C, D) class means of L2-normalised GT-box features; every class needs at least one object."""
+                           max_per_class: int | None = 100, device: torch.device | str = "cpu",
+                           max_images: int | None = None) -> torch.Tensor:
+    """(C, D) class means of L2-normalised GT-box features; every class needs at least one object.
+
+    ``max_images`` caps the images scanned (COCO: rare classes would otherwise make it scan all).
+    """
     from torchvision.ops import roi_align
 
     sums, counts = None, torch.zeros(num_classes)
     cap = max_per_class or float("inf")
     with eval_mode(detector):
-        for i in range(len(dataset)):
+        for i in range(min(len(dataset), max_images or len(dataset))):
             if bool((counts >= cap).all()):
                 break
             image, target = dataset[i]

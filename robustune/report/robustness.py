@@ -60,8 +60,11 @@ def write_report(result_paths_or_dirs: Sequence[str | Path], out_path: str | Pat
     """
     runs = load_runs(list(result_paths_or_dirs))
     out = Path(out_path)
-    tables = build_tables(runs)
-    sections = build_sections(runs, analysis_dirs)
+    from robustune.report import detection
+
+    classifiers, detectors = detection.split_runs(runs)  # detectors: robustune/report/detection.py
+    tables = (build_tables(classifiers) if classifiers else []) + detection.detection_tables(detectors)
+    sections = {**build_sections(classifiers, analysis_dirs), **detection.detection_sections(detectors)}
     meta = _meta(runs)
     if out.suffix.lower() == ".md":
         text, files = render_markdown(title, tables, sections, out, meta)

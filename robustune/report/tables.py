@@ -15,7 +15,8 @@ from robustune.eval.results import Cell, EvalResults
 
 # Metrics stored as fractions in [0, 1] and shown as percentages.
 FRACTION_METRICS = {"top1_accuracy", "robust_accuracy", "mean_corruption_accuracy", "flip_probability",
-                    "accuracy", "clean_accuracy"}
+                    "accuracy", "clean_accuracy",
+                    "mAP", "AP50", "AP75", "APs", "APm", "APl", "mPC", "rPC"}  # detection (report/detection.py)
 LOWER_IS_BETTER = {"mCE", "relative_mCE", "CE", "mFR", "mT5D", "flip_probability", "error"}
 
 
