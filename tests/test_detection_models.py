@@ -105,3 +105,22 @@ def test_feature_similarity_from_ground_truth_boxes():
     emb = box_feature_embeddings(det, ds, 10, max_per_class=2)
     assert emb.shape == (10, 64) and torch.isfinite(emb).all()
     assert torch.allclose(emb.norm(dim=1), torch.ones(10), atol=0.6)  # means of unit vectors
+
+
+def test_init_from_a_classifier_run_or_a_detection_run(tmp_path):
+    from robustune.config import load_config
+    from robustune.engine.build import build_detector
+    from robustune.engine.checkpoint import save_tensors
+
+    clf = create_classifier("vit_tiny32", num_classes=10)
+    (tmp_path / "clf").mkdir()
+    save_tensors(tmp_path / "clf" / "model.safetensors", clf.state_dict())
+    sets = [f"model.{k}={v}" for k, v in {"name": "det:vit_tiny32", "kwargs": "{min_size: 48, max_size: 48, "
+                                          "fpn_channels: 16, box_head_dim: 32}"}.items()]
+    det = build_detector(load_config(None, sets + [f"model.init_from={tmp_path / 'clf'}"]), 10)
+    assert torch.equal(det.backbone.trunk.blocks[0].attn.qkv.weight, clf.backbone.blocks[0].attn.qkv.weight)
+    (tmp_path / "det").mkdir()
+    save_tensors(tmp_path / "det" / "model.safetensors", det.state_dict())
+    again = build_detector(load_config(None, sets + [f"model.init_from={tmp_path / 'det'}"]), 10)
+    for k, v in det.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
