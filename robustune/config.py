@@ -1,7 +1,10 @@
 """Typed dataclass configs, strict YAML loading and ``--set key=value`` overrides.
 
 Every unknown key is an error that names the key, the closest valid key and all valid keys, so a
-typo in a preset never silently falls back to a default.
+typo in a preset never silently falls back to a default. Every numeric field with an obvious domain
+carries it (``field(metadata=...)``), checked when the config is built, so ``train.epochs=0`` or
+``data.batch_size=0`` fails naming the key; any field named ``eps`` (configs and method params) is
+an L∞ radius in [0,1] pixel units, so ``eps=8`` fails suggesting ``8/255``.
 """
 
 from __future__ import annotations
@@ -25,19 +28,59 @@ class ConfigError(ValueError):
     """A config value or key is invalid; the message says which and how to fix it."""
 
 
+def ranged(default: Any, *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field whose value (or each item of a list; None always allowed) must be in range."""
+    bounds = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt).items() if v is not None}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"range": bounds})
+    return field(default=default, metadata={"range": bounds})
+
+
+_OPS = {"ge": ("≥", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+        "le": ("≤", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def check_range(where: str, value: Any, bounds: dict[str, float]) -> None:
+    """Raise :class:`ConfigError` naming ``where`` if ``value`` (or an item of it) is out of ``bounds``."""
+    items = value if isinstance(value, list) else [value]
+    for i, v in enumerate(items):
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        key = f"{where}[{i}]" if isinstance(value, list) else where
+        for op, bound in bounds.items():
+            sym, ok = _OPS[op]
+            if not ok(v, bound):
+                want = " and ".join(f"{_OPS[o][0]} {b:g}" for o, b in bounds.items())
+                raise ConfigError(f"{key} must be {want}, got {v:g}")
+
+
+def check_radius(where: str, value: Any) -> None:
+    """An L∞ radius (``eps``) is in [0,1] pixel units: 8 means 8/255."""
+    items = value if isinstance(value, list) else [value]
+    for i, v in enumerate(items):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= 1:
+            key = f"{where}[{i}]" if isinstance(value, list) else where
+            hint = f"; write {v:g}/255 (≈ {v / 255:.4f})" if 1 < v <= 255 else ""
+            raise ConfigError(f"{key} = {v:g} is outside [0, 1]: ε is in pixel units of images in "
+                              f"[0, 1]{hint}")
+
+
 @dataclass
 class DataConfig:
     name: str = "digits"
     root: str | None = None
     train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
-    train_subset: int | None = None  # class-balanced subset of N training images
-    shots: int | None = None  # K images per class (few-shot), seeded
+    val_split: str | None = "val"  # None / "": no validation
+    test_split: str | None = "test"
+    val_fraction: float | None = ranged(None, gt=0, lt=1)  # flat folder only: seeded held-out share
+    allow_empty_classes: bool = False  # folder: keep an empty class folder as a class (else an error)
+    train_subset: int | None = ranged(None, ge=1)  # class-balanced subset of N training images
+    shots: int | None = ranged(None, ge=1)  # K images per class (few-shot), seeded
     subset_seed: int = 0
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    num_workers: int = 0
+    batch_size: int = ranged(64, ge=1)
+    eval_batch_size: int = ranged(256, ge=1)
+    num_workers: int = ranged(0, ge=0)
     pin_memory: bool = False
     download: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword arguments
@@ -60,40 +103,40 @@ class MethodConfig:
 @dataclass
 class OptimConfig:
     name: str = "adamw"  # sgd | adamw
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.05
+    lr: float = ranged(1e-3, gt=0)
+    momentum: float = ranged(0.9, ge=0, lt=1)
+    weight_decay: float = ranged(0.05, ge=0)
     nesterov: bool = False
     schedule: str = "cosine"  # cosine | constant | onecycle
-    warmup_epochs: float = 0.0
-    warmup_lr: float | None = None  # constant LR during warm-up (FAP style); None = linear ramp
-    min_lr: float = 0.0
-    grad_clip: float | None = None
+    warmup_epochs: float = ranged(0.0, ge=0)
+    warmup_lr: float | None = ranged(None, gt=0)  # constant LR during warm-up (FAP style); None = linear ramp
+    min_lr: float = ranged(0.0, ge=0)
+    grad_clip: float | None = ranged(None, gt=0)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    seed: int = 0
+    epochs: int = ranged(10, ge=1)
+    seed: int = ranged(0, ge=0)
     device: str = "auto"
-    log_every: int = 10
-    keep_checkpoints: int = 2
+    log_every: int = ranged(10, ge=1)
+    keep_checkpoints: int = ranged(2, ge=0)  # 0 = keep all
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; GPUs)
     channels_last: bool = False
     compile: bool = False
-    eval_every: int = 1  # validation accuracy every N epochs (0 = never)
-    max_steps: int | None = None  # stop after N optimizer steps (smoke tests); the schedule stays the full run's
+    eval_every: int = ranged(1, ge=0)  # validation accuracy every N epochs (0 = never)
+    max_steps: int | None = ranged(None, ge=1)  # stop after N optimizer steps (smoke tests); the schedule stays the full run's
 
 
 @dataclass
 class EvalConfig:
     suites: list[str] = field(default_factory=lambda: ["clean", "pgd"])
     eps: list[float] = field(default_factory=lambda: [8 / 255])
-    pgd_steps: int = 10
-    pgd_alpha: float | None = None  # None: 2.5 * eps / steps
-    pgd_restarts: int = 1
-    n_examples: int | None = None
-    split: str = "test"
+    pgd_steps: int = ranged(10, ge=1)
+    pgd_alpha: float | None = ranged(None, gt=0)  # None: 2.5 * eps / steps
+    pgd_restarts: int = ranged(1, ge=1)
+    n_examples: int | None = ranged(None, ge=1)
+    split: str | None = None  # None: the run's data.test_split
     seed: int = 0
 
 
@@ -175,7 +218,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         full = f"{where}.{key}" if where else str(key)
@@ -184,6 +228,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             msg = msg.replace(f"{key!r}", f"{full!r}", 1)
             raise ConfigError(msg.replace("Valid choices", f"Valid keys{' of ' + where if where else ''}"))
         kwargs[key] = _coerce(value, hints[key], full)
+        check_range(full, kwargs[key], fields[key].metadata.get("range", {}))
+        if key == "eps" or key.endswith("_eps"):
+            check_radius(full, kwargs[key])
     return cls(**kwargs)
 
 

@@ -34,10 +34,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; files follow the umask
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -91,10 +98,26 @@ def step_generator(seed: int, *keys: int, device: torch.device | str = "cpu") ->
     return g
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = "auto", key: str = "train.device") -> torch.device:
+    """``auto`` → cuda when available, else cpu; anything else must be a usable torch device.
+
+    Raises ``ValueError`` naming ``key`` for a name torch does not know (``gpu``) or a device this
+    machine does not have (``cuda`` without a visible GPU).
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{key}={device!r} is not a torch device; use auto, cpu, cuda, cuda:0 or mps") from None
+    available = {"cuda": torch.cuda.is_available,
+                 "mps": lambda: torch.backends.mps.is_available()}.get(dev.type, lambda: True)
+    if not available():
+        raise ValueError(f"{key}={device!r} but this machine has no usable {dev.type.upper()} device; "
+                         "use --set train.device=auto (or cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{key}={device!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:

@@ -17,9 +17,10 @@ def test_cross_dataset_trains_once_and_evaluates_every_target(tmp_path: Path):
     tree = tmp_path / "target"
     for c in range(10):  # a 10-class image folder, so the classifier's head fits both datasets
         for i in range(2):
-            (tree / f"class{c}").mkdir(parents=True, exist_ok=True)
-            pixels = np.full((8, 8, 3), 20 * c + i, dtype=np.uint8)
-            Image.fromarray(pixels).save(tree / f"class{c}" / f"{i}.png")
+            for split in ("train", "test"):
+                (tree / split / f"class{c}").mkdir(parents=True, exist_ok=True)
+                pixels = np.full((8, 8, 3), 20 * c + i, dtype=np.uint8)
+                Image.fromarray(pixels).save(tree / split / f"class{c}" / f"{i}.png")
     cfg = load_config(CONFIG, [f"data.root={tree}", "data.batch_size=10", "train.eval_every=0"])
     proto = ProtocolConfig(datasets=["digits", "folder"], seeds=[0], settings=["cross"], shots=[1],
                            pgd_steps=1, n_eval=10)

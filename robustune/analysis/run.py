@@ -49,11 +49,11 @@ def stack_images(ds: Dataset, limit: int | None = None) -> torch.Tensor:
 def model_similarity(model, cfg, classes: list[str]) -> torch.Tensor:
     """The model's class similarity (GFN Eq. 4: cosine of class-mean pre-logit features on train data)."""
     from robustune.data import create_dataset
-    from robustune.data.splits import model_input_options
+    from robustune.data.splits import dataset_options, model_input_options
     from robustune.gfn.similarity import class_similarity
 
-    train = create_dataset(cfg.data.name, cfg.data.train_split, root=cfg.data.root,
-                           download=cfg.data.download, **model_input_options(model), **cfg.data.options)
+    train = create_dataset(cfg.data.name, cfg.data.train_split, **dataset_options(cfg.data),
+                           **model_input_options(model))
     try:
         return class_similarity(model, train, len(classes), source="features")
     except (TypeError, ValueError) as exc:  # no pre-logit features: the cheap head-weight proxy
@@ -62,7 +62,7 @@ def model_similarity(model, cfg, classes: list[str]) -> torch.Tensor:
 
 
 def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, out_dir: str | Path, *,
-                 corruptions: str | Sequence[str] = "common", severity: int = 3, split: str = "test",
+                 corruptions: str | Sequence[str] = "common", severity: int = 3, split: str | None = None,
                  max_images_intensity: int = 500, shared_similarity: bool = False) -> list[Path]:
     """Error-rank histograms, similarity heatmaps (side by side) and intensity histograms; returns PNG paths.
 
@@ -71,6 +71,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, ou
     """
     from robustune.config import load_config
     from robustune.corruptions import resolve_corruptions
+    from robustune.corruptions.generate import read_manifest
     from robustune.eval.model_loading import load_run_model
 
     root, out = Path(corruption_root), Path(out_dir)
@@ -83,9 +84,14 @@ def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, ou
     hists: list[ErrorRankHistogram] = []
     sims: dict[str, torch.Tensor] = {}
     clean_ds = classes = None
+    source = ((read_manifest(root) or {}).get("source") or {})
     for run in map(Path, run_dirs):
         cfg = load_config(run / "config.yaml")
-        model, clean_ds, classes, _ = load_run_model(cfg, run, split)
+        run_split = split or cfg.data.test_split
+        if source.get("split") and source["split"] != run_split:
+            raise ValueError(f"{root} was generated from the {source['split']!r} split but {run} is analysed "
+                             f"on {run_split!r}; pass --split {source['split']} (or regenerate the set)")
+        model, clean_ds, classes, _ = load_run_model(cfg, run, run_split)
         label = cfg.name if cfg.name not in sims else f"{cfg.name} ({run.name})"
         sims[label] = model_similarity(model, cfg, classes)
         from robustune.gfn.similarity import neighbor_ranks
@@ -97,7 +103,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, ou
             ds, index = aligned_corrupted(root, c, severity, classes, len(clean_ds))
             pred, y = predict(model, ds)
             if not torch.equal(y, labels[index]):
-                raise ValueError(f"labels of {root}/{c} do not match the clean {split} split")
+                raise ValueError(f"labels of {root}/{c} do not match the clean {run_split!r} split")
             hists.append(corruption_error_ranks(clean_pred[index], pred, y, ranks, c, severity, label))
             hists[-1].extra["ranked_by_similarity_of"] = ranked_by
     written = [plot_error_rank_histograms(hists, out / "error_ranks.png"),

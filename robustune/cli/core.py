@@ -42,6 +42,9 @@ def train(
         result = run_training(cfg, run_dir, resume=resume)
     except (*USER_ERRORS, TrainingDivergedError) as exc:
         fail(str(exc))
+    if result.already_finished:
+        typer.echo(f"{result.run_dir} already finished ({cfg.train.epochs} epochs): nothing was changed")
+        return
     typer.echo(f"trained {cfg.method.name} into {result.run_dir} (val accuracy {result.val_accuracy})")
 
 
@@ -53,7 +56,7 @@ def eval_cmd(
     steps: int = typer.Option(10, help="PGD steps"),
     attacks: str = typer.Option("", help="attacks of the adversarial suite, e.g. pgd100,autoattack"),
     n_examples: Optional[int] = typer.Option(None, help="fixed seeded subset of the evaluation split"),
-    split: str = typer.Option("test"),
+    split: Optional[str] = typer.Option(None, help="split to evaluate (default: the run's data.test_split)"),
     out: Optional[Path] = typer.Option(None, help="results folder (default RUN/eval)"),
     option: list[str] = typer.Option([], "--option", help="suite option key=value, e.g. corruption_root=DIR"),
     seed: int = typer.Option(0),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustune.config import ConfigError, load_config, parse_number
+from robustune.config import ConfigError, check_radius, load_config, parse_number
 
 
 def parse_list(text: str) -> list[str]:
@@ -16,6 +16,8 @@ def parse_eps_list(text: str) -> list[float]:
     bad = [v for v in values if not isinstance(v, (int, float))]
     if bad:
         raise ConfigError(f"--eps values must be numbers or fractions like 8/255, got {bad[0]!r}")
+    for v in values:
+        check_radius("--eps", v)
     return [float(v) for v in values]
 
 
@@ -31,9 +33,10 @@ def parse_options(items: list[str]) -> dict[str, object]:
     return out
 
 
-def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_examples, split: str,
+def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_examples, split: str | None,
              out: Path | None, options: list[str], seed: int, device: str | None = None):
-    """Evaluate run folder ``run`` on ``device`` (default: the run's ``train.device``; auto = CUDA if present)."""
+    """Evaluate run folder ``run`` on ``device`` (default: the run's ``train.device``; auto = CUDA if present)
+    and ``split`` (default: the run's ``data.test_split``)."""
     from robustune.config import EvalConfig
     from robustune.eval import evaluate
     from robustune.eval.model_loading import load_run_model
@@ -43,13 +46,13 @@ def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_exampl
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run} is not a run folder (no config.yaml); train one with `robustune train`")
     cfg = load_config(cfg_path)
-    model, dataset, classes, info = load_run_model(cfg, Path(run), split)
+    ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
+                      n_examples=n_examples, split=split or cfg.data.test_split, seed=seed)
+    model, dataset, classes, info = load_run_model(cfg, Path(run), ecfg.split)
     opts = parse_options(options)
     if attacks:
         opts["attacks"] = parse_list(attacks)
-    ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
-                      n_examples=n_examples, split=split, seed=seed)
     return evaluate(model, dataset, ecfg, out or Path(run) / "eval", classes=classes,
                     model_info=info["model"], dataset_info=info["dataset"],
-                    device=resolve_device(device or cfg.train.device),
+                    device=resolve_device(device or cfg.train.device, "--device" if device else "train.device"),
                     batch_size=cfg.data.eval_batch_size, options=opts)

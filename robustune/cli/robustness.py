@@ -77,7 +77,7 @@ def analyze(
     out: Path = typer.Option(Path("analysis"), "--out", help="folder for PNG plots + JSON data"),
     corruptions: str = typer.Option("common", help="corruptions to analyse (those present are used)"),
     severity: int = typer.Option(3, help="severity of the error-rank and intensity analyses"),
-    split: str = typer.Option("test"),
+    split: Optional[str] = typer.Option(None, help="clean split (default: the run's data.test_split)"),
     shared_similarity: bool = typer.Option(False, help="rank all models' mistakes by the first run's similarity"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:

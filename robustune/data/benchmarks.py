@@ -85,7 +85,7 @@ def corruption_folder(root: str | os.PathLike, corruption: str, severity: int, *
         classes = read_json(root / "manifest.json").get("classes")
     folders = list(classes) if classes else find_classes(cell)
     return ImageFolderDataset(cell, transform=transform or _plain_transform(), verify=verify,
-                              class_folders=folders)
+                              class_folders=folders, allow_empty_classes=True)
 
 
 def available_cells(root: str | os.PathLike) -> dict[str, list[int]]:
@@ -159,7 +159,7 @@ def _subset200(name: str, root: str | None, transform) -> Dataset:
     if unknown:
         raise ValueError(f"{root} has folders that are not {name} wnids (e.g. {unknown[0]}); wrong dataset?")
     return ImageFolderDataset(root, transform=transform or _plain_transform(), verify=False,
-                              class_folders=wnids)
+                              class_folders=wnids, allow_empty_classes=True)
 
 
 class PerturbationSequences(Dataset):

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
-from robustune.data.folder import IMG_EXTENSIONS, ImageFolderDataset
+from robustune.data.folder import IMG_EXTENSIONS, ImageFolderDataset, MissingSplitError  # noqa: F401 (re-export)
 from robustune.data.registry import register_dataset
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,6 @@ SPECS: dict[str, CoOpSpec] = {s.registry_name: s for s in [
 Items = list[tuple[str, int, str]]
 
 
-class MissingSplitError(ValueError):
-    """The dataset has no such split (ImageNet has no val split)."""
   # (absolute image path, label, class name)
 
 

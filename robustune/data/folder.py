@@ -1,9 +1,15 @@
-"""Image folders: ``root/<class>/<image>`` (optionally under ``train/ val/ test/``) and ImageNet.
+"""Image folders: ``root/<split>/<class>/<image>`` (or a flat ``root/<class>/<image>``) and ImageNet.
+
+A split is always its own folder: a missing ``root/<split>/`` is an error listing the splits that
+exist, never the root standing in for it. A flat root (class folders directly under it) is used
+only with ``val_fraction``, which holds out a seeded fraction of each class (our choice: the
+held-out part serves every split but ``train``). An empty class folder is an error unless
+``allow_empty_classes`` (it would shift every label of the other splits).
 
 Unreadable or corrupt image files never crash an epoch: with ``verify=True`` (the default for
 ``folder``) every file is decoded once at construction and bad ones are dropped with a single
-warning that counts them; at load time a file that still fails is replaced by the next good image,
-again with one warning per dataset.
+warning per split folder (count, full path of the first); at load time a file that still fails is
+replaced by the next good image, again with one warning per dataset.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _LOAD_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+_WARNED: set[tuple[str, int, str]] = set()  # (folder, count, first path): warn once per process
+
+
+class MissingSplitError(FileNotFoundError, ValueError):
+    """The dataset has no such split (a missing ``root/<split>/``, or ImageNet's val in CoOp)."""
 
 
 def _load_rgb(path: str) -> Image.Image:
@@ -47,6 +58,7 @@ class ImageFolderDataset(Dataset):
         verify: bool = True,
         class_names: list[str] | None = None,
         class_folders: list[str] | None = None,
+        allow_empty_classes: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -65,8 +77,13 @@ class ImageFolderDataset(Dataset):
                 empty.append(name)
             samples.extend((f, label) for f in files)
         if empty:
-            log.warning("%d class folder(s) under %s have no images: %s", len(empty), self.root,
-                        ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else ""))
+            listed = ", ".join(str(self.root / e) for e in empty[:5]) + (" ..." if len(empty) > 5 else "")
+            if not allow_empty_classes:
+                raise FileNotFoundError(
+                    f"{len(empty)} class folder(s) have no images: {listed}. An empty class still takes a "
+                    "label index and shifts the labels of the other splits; remove the folder, add "
+                    "images, or set data.allow_empty_classes=true")
+            log.warning("%d class folder(s) have no images (allowed): %s", len(empty), listed)
         if verify:
             samples = self._drop_unreadable(samples)
         if not samples:
@@ -83,7 +100,8 @@ class ImageFolderDataset(Dataset):
                 good.append((path, label))
             except _LOAD_ERRORS:
                 bad.append(path)
-        if bad:
+        if bad and (str(self.root), len(bad), bad[0]) not in _WARNED:
+            _WARNED.add((str(self.root), len(bad), bad[0]))
             log.warning("skipped %d unreadable image file(s) under %s (first: %s)",
                         len(bad), self.root, bad[0])
         self.skipped = bad
@@ -112,20 +130,89 @@ class ImageFolderDataset(Dataset):
             img = to_dtype(to_image(img), torch.float32, scale=True)
         return img, label
 
+    def keep(self, indices: list[int]) -> None:
+        """Restrict to ``samples[indices]`` (classes unchanged)."""
+        self.samples = [self.samples[i] for i in indices]
+        self.targets = [t for _, t in self.samples]
 
-def _split_root(root: str | None, split: str) -> Path:
+
+def split_folders(base: Path) -> list[str]:
+    """Sub-folders of ``base`` that look like splits: they hold folders and no image directly."""
+    out = []
+    for entry in sorted(os.scandir(base), key=lambda e: e.name):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        children = list(os.scandir(entry.path))
+        if any(c.is_dir() for c in children) and not any(
+                c.is_file() and c.name.lower().endswith(IMG_EXTENSIONS) for c in children):
+            out.append(entry.name)
+    return out
+
+
+def _split_root(root: str | None, split: str) -> Path | None:
+    """``root/<split>``; None for a flat root (class folders directly under it); else an error."""
     if root is None:
         raise ValueError("this dataset needs data.root (the folder that holds the images)")
     base = Path(root)
-    sub = base / split
-    return sub if sub.is_dir() else base
+    if not base.is_dir():
+        raise FileNotFoundError(f"data.root {str(base)!r} does not exist")
+    if (base / split).is_dir():
+        return base / split
+    splits = split_folders(base)
+    if splits:
+        raise MissingSplitError(
+            f"split {split!r} not found: {str(base / split)!r} does not exist; the splits under "
+            f"{str(base)!r} are: {', '.join(splits)}. Use one of them (data.train_split / data.val_split / "
+            "data.test_split in the config, --split for eval and analyze)")
+    return None
+
+
+def held_out_indices(targets: list[int], fraction: float, seed: int) -> list[int]:
+    """A seeded, class-stratified ``fraction`` of the indices (at least 1 per class of ≥ 2 images)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, t in enumerate(targets):
+        by_class.setdefault(t, []).append(i)
+    out = []
+    for _, idx in sorted(by_class.items()):
+        n = min(len(idx) - 1, max(1, round(fraction * len(idx)))) if len(idx) > 1 else 0
+        out += [idx[j] for j in rng.permutation(len(idx))[:n]]
+    return sorted(out)
+
+
+def _flat_split(base: Path, split: str, val_fraction: float | None, seed: int, **kwargs) -> Dataset:
+    if val_fraction is None:
+        raise MissingSplitError(
+            f"{str(base)!r} holds class folders directly (no train/ val/ test/ sub-folders), so train, "
+            "val and test would be the same images and validation accuracy would be measured on "
+            f"training images. Lay it out as {str(base / 'train')}/<class>/ and {str(base / 'val')}/<class>/, "
+            "or set data.val_fraction=0.2 to hold out a seeded 20 % of each class")
+    ds = ImageFolderDataset(base, **kwargs)
+    held = held_out_indices(ds.targets, val_fraction, seed)
+    if split == "train":
+        held_set = set(held)
+        ds.keep([i for i in range(len(ds.targets)) if i not in held_set])
+    else:
+        ds.keep(held)
+    log.info("%s: %s = %d images (data.val_fraction=%s held out, seed %d)", base, split, len(ds), val_fraction, seed)
+    return ds
 
 
 @register_dataset("folder")
 def folder(split: str = "train", root: str | None = None, transform=None, verify: bool = True,
+           val_fraction: float | None = None, split_seed: int = 0, allow_empty_classes: bool = False,
            **_: object) -> Dataset:
-    """An ImageFolder tree; uses ``root/<split>/`` when that sub-folder exists, else ``root``."""
-    return ImageFolderDataset(_split_root(root, split), transform=transform, verify=verify)
+    """An ImageFolder tree ``root/<split>/<class>/``; a flat ``root/<class>/`` needs ``val_fraction``."""
+    kwargs = dict(transform=transform, verify=verify, allow_empty_classes=allow_empty_classes)
+    path = _split_root(root, split)
+    if path is None:
+        return _flat_split(Path(root), split, val_fraction, split_seed, **kwargs)
+    if val_fraction is not None:
+        raise ValueError(f"data.val_fraction is for a flat folder; {root!r} already has split folders "
+                         "(remove data.val_fraction)")
+    return ImageFolderDataset(path, **kwargs)
 
 
 @register_dataset("imagenet")
@@ -136,9 +223,12 @@ def imagenet(split: str = "train", root: str | None = None, transform=None, veri
     Classes are the sorted wnids (index order of the 1000-way heads); ``verify`` defaults to off
     because decoding 1.28 M files up front is slow; unreadable files are then skipped at load time.
     """
-    path = _split_root(root, split)
-    if path == Path(root or "") and split in ("train", "val"):
-        raise FileNotFoundError(
+    try:
+        path = _split_root(root, split)
+    except MissingSplitError:
+        path = None
+    if path is None:
+        raise MissingSplitError(
             f"expected {str(Path(root or '') / split)!r}: ImageNet must be laid out as "
             "root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG (val sorted into wnid folders)"
         )

@@ -28,7 +28,9 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 # Set by the data config or from the model, never through data.options.
 OWN_KEYS = {"split": "the split keys", "root": "data.root", "download": "data.download",
-            "transform": "the model's data config", "image_size": "the model's input size"}
+            "transform": "the model's data config", "image_size": "the model's input size",
+            "val_fraction": "data.val_fraction", "split_seed": "data.subset_seed",
+            "allow_empty_classes": "data.allow_empty_classes"}
 
 
 def dataset_option_names(name: str, options: dict[str, Any] | None = None) -> list[str] | None:

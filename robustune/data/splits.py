@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from robustune.config import DataConfig
+from robustune.config import ConfigError, DataConfig
 from robustune.data.registry import check_dataset_options, create_dataset
 from robustune.data.sampling import class_balanced_subset, few_shot_indices
 from robustune.data.transforms import build_transform
@@ -50,11 +50,47 @@ def model_input_options(model: Any | None) -> dict[str, Any]:
     }
 
 
-def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
-    """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train."""
+def dataset_options(cfg: DataConfig) -> dict[str, Any]:
+    """Keyword arguments of ``create_dataset`` for every split of ``cfg`` (root, options, folder keys)."""
     check_dataset_options(cfg.name, cfg.options)
-    opts = dict(root=cfg.root, download=cfg.download, **model_input_options(model), **cfg.options)
+    opts: dict[str, Any] = dict(root=cfg.root, download=cfg.download, **cfg.options)
+    folder_keys = {"val_fraction": cfg.val_fraction, "allow_empty_classes": cfg.allow_empty_classes or None}
+    for key, value in folder_keys.items():
+        if value is not None:
+            if cfg.name != "folder":
+                raise ConfigError(f"data.{key} applies to the folder dataset only, not {cfg.name!r}; remove it")
+            opts[key] = value
+    if cfg.val_fraction is not None:
+        opts["split_seed"] = cfg.subset_seed
+    return opts
+
+
+def check_same_classes(expected: list[str], got: list[str], expected_name: str, got_name: str) -> None:
+    """Raise ``ValueError`` naming the differing classes unless both lists are equal (names, order)."""
+    if list(expected) == list(got):
+        return
+    missing = [c for c in expected if c not in set(got)]
+    extra = [c for c in got if c not in set(expected)]
+    if missing or extra:
+        parts = [f"missing in {got_name}: {', '.join(map(repr, missing[:10]))}" if missing else "",
+                 f"only in {got_name}: {', '.join(map(repr, extra[:10]))}" if extra else ""]
+        detail = "; ".join(p for p in parts if p)
+    else:
+        i = next(i for i, (a, b) in enumerate(zip(expected, got)) if a != b)
+        detail = f"same names in another order (index {i}: {expected[i]!r} vs {got[i]!r})"
+    raise ValueError(f"the class lists of {expected_name} ({len(expected)} classes) and {got_name} "
+                     f"({len(got)}) differ: {detail}. Labels would not match; give every split the "
+                     "same class folders")
+
+
+def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
+    """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train.
+
+    Every split must have the class list of the training split (names and order).
+    """
+    opts = dict(**dataset_options(cfg), **model_input_options(model))
     train = create_dataset(cfg.name, cfg.train_split, **opts)
+    classes = classes_of(train)
     if getattr(train, "is_detection", False) and (cfg.shots or cfg.train_subset):
         raise ValueError(f"data.shots / data.train_subset select images per class and do not apply to the "
                          f"detection dataset {cfg.name!r}; use a smaller annotation file "
@@ -65,7 +101,11 @@ def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
         train = Subset(train, class_balanced_subset(targets_of(train), cfg.train_subset, cfg.subset_seed))
     val = create_dataset(cfg.name, cfg.val_split, **opts) if cfg.val_split else None
     test = create_dataset(cfg.name, cfg.test_split, **opts) if cfg.test_split else None
-    return DataSplits(train=train, val=val, test=test, classes=classes_of(train))
+    for name, ds in ((cfg.val_split, val), (cfg.test_split, test)):
+        if ds is not None:
+            check_same_classes(classes, classes_of(ds), f"the {cfg.train_split!r} split",
+                               f"the {name!r} split")
+    return DataSplits(train=train, val=val, test=test, classes=classes)
 
 
 class IndexedDataset(Dataset):

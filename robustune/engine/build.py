@@ -8,8 +8,8 @@ from pathlib import Path
 
 from robustune.config import RunConfig
 from robustune.data import DataSplits, load_splits
-from robustune.data.registry import check_dataset_options, create_dataset
-from robustune.data.splits import classes_of
+from robustune.data.registry import create_dataset
+from robustune.data.splits import classes_of, dataset_options
 from robustune.errors import CorruptFileError
 from robustune.files import file_sha256
 from robustune.methods import Method, create_method
@@ -52,9 +52,7 @@ def verify_run_weights(weights: Path) -> None:
 
 def count_classes(cfg: RunConfig) -> int:
     """Number of classes of the run's dataset (reads labels, not images, where possible)."""
-    check_dataset_options(cfg.data.name, cfg.data.options)
-    ds = create_dataset(cfg.data.name, cfg.data.train_split, root=cfg.data.root,
-                        download=cfg.data.download, **cfg.data.options)
+    ds = create_dataset(cfg.data.name, cfg.data.train_split, **dataset_options(cfg.data))
     return len(classes_of(ds))
 
 
@@ -132,8 +130,6 @@ def train_class_info(cfg: RunConfig) -> dict[str, object]:
     ``template`` is None when the dataset carries none; ``source`` is ``data.options.source`` for
     a few-shot view, else ``data.name``.
     """
-    check_dataset_options(cfg.data.name, cfg.data.options)
-    ds = create_dataset(cfg.data.name, cfg.data.train_split, root=cfg.data.root,
-                        download=cfg.data.download, **cfg.data.options)
+    ds = create_dataset(cfg.data.name, cfg.data.train_split, **dataset_options(cfg.data))
     source = cfg.data.options.get("source") if cfg.data.name == "fewshot" else cfg.data.name
     return {"classes": classes_of(ds), "template": getattr(ds, "template", None), "source": source}

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from robustune.errors import CorruptFileError
 from robustune.files import disk_full_named, file_sha256
-from robustune.utils import write_json
+from robustune.utils import current_umask, write_json
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def save_checkpoint(run_dir: Path, epoch: int, step: int, model_state: dict[str,
     with disk_full_named(final, needed):
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckpt_root))
         try:
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; folders follow the umask
             _write_checkpoint(tmp, final, model_tensors, opt_tensors, {
                 "epoch": epoch,
                 "step": step,

@@ -51,6 +51,7 @@ class TrainResult:
     epochs_run: int
     val_accuracy: float | None
     phases: dict[str, float] = field(default_factory=dict)
+    already_finished: bool = False  # --resume of a finished run: nothing was run or written
 
 
 def _autocast(cfg: RunConfig, device: torch.device):
@@ -209,6 +210,24 @@ def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | N
         "phases_seconds": phases or {}, **extra})
 
 
+def _finished_epochs(run_dir: Path, cfg: RunConfig) -> int | None:
+    """Epochs done when ``run_dir`` holds a finished run: final weights, and the last epoch
+    checkpointed (or the ``train.max_steps`` recorded as reached in ``run.json``)."""
+    from robustune.utils import read_json
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None or not (run_dir / "model.safetensors").is_file():
+        return None
+    done = int(read_json(ckpt / "state.json")["epoch"]) + 1
+    if done >= cfg.train.epochs:
+        return done
+    record = run_dir / "run.json"
+    steps = read_json(record).get("steps") if record.is_file() else None
+    if cfg.train.max_steps is not None and steps is not None and steps >= cfg.train.max_steps:
+        return done
+    return None
+
+
 def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
           method: Method | None = None, splits: DataSplits | None = None) -> TrainResult:
     """Train ``cfg`` into ``run_dir``; with ``resume`` continue from the last checkpoint there.
@@ -241,6 +260,11 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
             f"{run_dir} already holds checkpoints of a run; pass --resume to continue it, "
             "or choose another output folder (nothing there was changed)"
         )
+    done = _finished_epochs(run_dir, cfg) if resume else None
+    if done is not None:
+        log.info("%s already finished (%d epochs); nothing was changed", run_dir, done)
+        method.load_export(run_dir / "model.safetensors")
+        return TrainResult(run_dir, method, splits, 0, None, already_finished=True)
     steps_per_epoch = max(1, len(_epoch_loader(splits, cfg, 0)))
     if main:
         write_run_record(run_dir, cfg, steps_per_epoch=steps_per_epoch)
@@ -260,7 +284,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
     if main:
         save_tensors(run_dir / "model.safetensors", method.export_state())
-        write_run_record(run_dir, cfg, phases, steps_per_epoch=steps_per_epoch,
+        write_run_record(run_dir, cfg, phases, steps_per_epoch=steps_per_epoch, classes=splits.classes,
                          steps=loop.step, weights_sha256=file_sha256(run_dir / "model.safetensors"))
     return TrainResult(run_dir, method, splits, epochs_run, val_acc, phases)
 

@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from robustune.config import RunConfig
-from robustune.data.splits import classes_of, model_input_options
 from robustune.data.registry import create_dataset
+from robustune.data.splits import check_same_classes, classes_of, dataset_options, model_input_options
+from robustune.utils import read_json
 
 
-def load_run_model(cfg: RunConfig, run_dir: Path, split: str = "test") -> tuple[Any, Any, list[str], dict]:
-    """(model with the run's final weights, the ``split`` dataset, class names, provenance info)."""
+def load_run_model(cfg: RunConfig, run_dir: Path, split: str | None = None, *,
+                   check_weights_classes: bool = True) -> tuple[Any, Any, list[str], dict]:
+    """(model with the run's final weights, the ``split`` dataset, class names, provenance info).
+
+    ``split`` defaults to the run's ``data.test_split``. The split's class list must be its training
+    split's and, with ``check_weights_classes``, the one the weights were trained on (``run.json``);
+    the few-shot protocol turns that off for its deliberate cross-dataset evaluations.
+    """
     from robustune.engine.build import build_run, resolve_weights_file
 
-    import dataclasses
-
+    split = split or cfg.data.test_split
+    if not split:
+        raise ValueError(f"{run_dir}: the run has no data.test_split; pass --split NAME")
     # The final weights replace the starting point: do not require the init_from run to exist.
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None))
-    method, splits = build_run(cfg)
+    # Only the training split (class list, head size) and the evaluated split are loaded.
+    build_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=None),
+                                    data=dataclasses.replace(cfg.data, val_split=None, test_split=None))
+    method, splits = build_run(build_cfg)
     weights = resolve_weights_file(run_dir)
     method.load_export(weights)
     model = method.eval_model()
-    dataset = create_dataset(cfg.data.name, split, root=cfg.data.root, download=cfg.data.download,
-                             **model_input_options(model), **cfg.data.options)
+    dataset = create_dataset(cfg.data.name, split, **dataset_options(cfg.data), **model_input_options(model))
+    classes = classes_of(dataset)
+    check_same_classes(splits.classes, classes, f"the training split {cfg.data.train_split!r}",
+                       f"the evaluated split {split!r}")
+    recorded = _recorded_classes(Path(run_dir))
+    if check_weights_classes and recorded is not None and not cfg.model.name.startswith("clip:"):  # a CLIP head is built from names
+        check_same_classes(recorded, classes, f"the weights ({Path(run_dir) / 'run.json'})",
+                           f"the evaluated split {split!r}")
     info = {
         "model": {"name": cfg.model.name, "weights": str(weights), "method": cfg.method.name,
                   "run_dir": str(run_dir), "run_name": cfg.name},
@@ -31,4 +48,12 @@ def load_run_model(cfg: RunConfig, run_dir: Path, split: str = "test") -> tuple[
                     "preprocessing": f"resize/crop to {getattr(model, 'input_size', '?')}, [0,1], "
                                      "normalised inside the model"},
     }
-    return model, dataset, classes_of(dataset), info
+    return model, dataset, classes, info
+
+
+def _recorded_classes(run_dir: Path) -> list[str] | None:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return None
+    classes = read_json(path).get("classes")
+    return [str(c) for c in classes] if classes else None

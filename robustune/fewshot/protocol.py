@@ -224,7 +224,8 @@ def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any
     ecfg = protocol.eval_config()
     out: dict[str, Any] = {}
     for name, cfg in cell.evals.items():
-        model, dataset, classes, info = load_run_model(cfg, cell.run_dir, "test")
+        # cross-dataset cells evaluate on other class lists on purpose
+        model, dataset, classes, info = load_run_model(cfg, cell.run_dir, "test", check_weights_classes=False)
         results = evaluate(model, dataset, ecfg, cell.run_dir / f"eval_{name}", classes=classes,
                            model_info=info["model"], dataset_info={**info["dataset"], **cfg.data.options},
                            device=resolve_device(cfg.train.device), batch_size=cfg.data.eval_batch_size,
