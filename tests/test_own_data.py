@@ -113,6 +113,22 @@ def test_eval_split_with_other_classes_than_the_weights(photo_run, tmp_path, cap
     assert "run.json" in err and "missing in the evaluated split 'val': 'cat'" in err and "'cow'" in err
 
 
+def test_unreadable_images_warned_once_per_split_with_the_full_path(photo_run, tmp_path, capsys):
+    run, root = photo_run
+    copy_root = tmp_path / ("a_rather_long_folder_name_" * 4) / "photos"
+    shutil.copytree(root, copy_root)
+    shutil.copytree(run, tmp_path / "run")
+    (tmp_path / "run" / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(root), str(copy_root)))
+    bad = {split: copy_root / split / "bee" / f"broken_{split}_{'x' * 60}.png" for split in ("train", "val")}
+    for path in bad.values():
+        path.write_bytes(b"not a png")
+    assert cli("eval", str(tmp_path / "run"), "--suite", "clean", "--eps", "") == 0
+    err = capsys.readouterr().err
+    for path in bad.values():  # the eval loads train twice (class count, splits) and val once
+        lines = [ln for ln in err.splitlines() if "unreadable" in ln and str(path.parent.parent) + " " in ln]
+        assert len(lines) == 1 and str(path) in lines[0] and "skipped 1 unreadable" in lines[0], err
+
+
 def test_flat_root_needs_a_held_out_fraction(tmp_path):
     from robustune.data import load_splits
 

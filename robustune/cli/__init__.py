@@ -16,11 +16,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def setup_logging(verbose: bool = False) -> None:
-    from rich.logging import RichHandler
+    """Rich log lines on a terminal; plain, never-wrapped lines on stderr otherwise (a pipe or a
+    log file: rich would wrap at 80 columns, in the middle of a path)."""
+    level = logging.DEBUG if verbose else logging.INFO
+    folder = sys.modules.get("robustune.data.folder")
+    if folder is not None:  # each command warns once per folder of unreadable images
+        folder.WARNED.clear()
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        datefmt="[%X]", handlers=[RichHandler(show_path=False, markup=False)],
-                        force=True)
+        logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
+                            handlers=[RichHandler(show_path=False, markup=False)], force=True)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)-7s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def fail(message: str) -> None:

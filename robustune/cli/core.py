@@ -100,7 +100,12 @@ def _listers():
     from robustune.methods import list_methods
     from robustune.models import list_models
 
-    return {"models": list_models, "datasets": list_datasets, "methods": list_methods,
+    def models(pattern: str) -> list[str]:  # project models, then every timm model (all work)
+        import timm
+
+        return list_models(pattern) + [f"{name}  (timm)" for name in timm.list_models(pattern)]
+
+    return {"models": models, "datasets": list_datasets, "methods": list_methods,
             "attacks": list_attacks, "suites": list_suites}
 
 

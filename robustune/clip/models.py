@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from robustune.models.factory import WeightsUnavailableError
+from robustune.models.factory import WeightsUnavailableError, hub_cache_only_when_offline
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
     try:
         # open_clip logs every step of model creation on the root logger (and warns "initialized
         # randomly" before we load a file): keep that out of the user's log.
-        with _quiet(logging.WARNING if weights is not None and tag is None else logging.INFO):
+        with _quiet(logging.WARNING if weights is not None and tag is None else logging.INFO), \
+                (hub_cache_only_when_offline() if tag is not None else contextlib.nullcontext()):
             model = open_clip.create_model(arch, pretrained=tag, **kwargs)
     except Exception as exc:
         key = unexpected_keyword(exc, kwargs)

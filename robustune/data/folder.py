@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _LOAD_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
-_WARNED: set[tuple[str, int, str]] = set()  # (folder, count, first path): warn once per process
+WARNED: set[tuple[str, int, str]] = set()  # (folder, count, first path): warn once per process
 
 
 class MissingSplitError(FileNotFoundError, ValueError):
@@ -100,8 +100,8 @@ class ImageFolderDataset(Dataset):
                 good.append((path, label))
             except _LOAD_ERRORS:
                 bad.append(path)
-        if bad and (str(self.root), len(bad), bad[0]) not in _WARNED:
-            _WARNED.add((str(self.root), len(bad), bad[0]))
+        if bad and (str(self.root), len(bad), bad[0]) not in WARNED:
+            WARNED.add((str(self.root), len(bad), bad[0]))
             log.warning("skipped %d unreadable image file(s) under %s (first: %s)",
                         len(bad), self.root, bad[0])
         self.skipped = bad

@@ -25,7 +25,27 @@ COMMON_CORRUPTIONS = (
 EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow", "brightness",
                  "translate", "rotate", "tilt", "scale")
-NOISE_PERTURBATIONS = ("gaussian_noise", "shot_noise")
+EXTRA_PERTURBATIONS = ("speckle_noise", "gaussian_blur", "spatter", "shear")
+P_DIFFICULTIES = (1, 2, 3, 4, 5)
+
+
+def is_noise_perturbation(name: str) -> bool:
+    """Hendrycks's ImageNet-P test script: every perturbation whose name contains ``noise``
+    (gaussian_noise, shot_noise, speckle_noise and their ``_2`` / ``_3`` difficulty folders)."""
+    return "noise" in name
+
+
+def perturbation_source(name: str, difficulty: int = 1) -> tuple[str, int]:
+    """(folder, frame step) of ``name`` at ImageNet-P ``difficulty``, as Hendrycks's test script reads it.
+
+    Noise perturbations have one folder per difficulty (``gaussian_noise_2``) compared with step 1;
+    the others use the difficulty as the step over the frames of their single folder.
+    """
+    if difficulty not in P_DIFFICULTIES:
+        raise ValueError(f"imagenet_p_difficulty must be one of {P_DIFFICULTIES}, got {difficulty!r}")
+    if difficulty == 1:
+        return name, 1
+    return (f"{name}_{difficulty}", 1) if is_noise_perturbation(name) else (name, difficulty)
 
 # AlexNet's mean top-1 error over the 5 severities of each ImageNet-C corruption (as used by
 # AugMix, RVT, TAPADL). CE_c = sum_s E_s / sum_s E^AlexNet_s = mean_s E_s / mean_s E^AlexNet_s.
@@ -77,6 +97,12 @@ class CorruptionSummary:
     relative_mce: float | None = None
     clean_error: float | None = None
     relative_note: str | None = None  # why relative mCE is undefined, when it is
+    benchmark: list[str] = field(default_factory=list)  # the corruptions mCE averages over
+    extras: list[str] = field(default_factory=list)  # EXTRA_CORRUPTIONS present: outside mCE
+    extra_ce: dict[str, float] = field(default_factory=dict)  # percentage, when the reference has them
+    unnormalized_ce: dict[str, float] = field(default_factory=dict)  # 100 · mean error over severities
+    unnormalized_mce: float | None = None  # mean of unnormalized_ce over every corruption present
+    mce_note: str | None = None  # why mCE is undefined, when it is
 
 
 def mean_error(errors: Mapping[int, float], severities: Sequence[int] | None = None) -> float:
@@ -119,8 +145,12 @@ def summarize_corruptions(errors: ErrorTable, clean_error: float | None = None,
                           reference: ReferenceErrors | None = None) -> CorruptionSummary:
     """mCE, relative mCE and mean corruption accuracy of an error table (corruption → severity → error).
 
-    mCE = 100 · mean_c CE_c over the corruptions present (the 15 common ones for ImageNet-C);
-    without a ``reference`` only the mean corruption accuracy is defined.
+    mCE = 100 · mean_c CE_c over the benchmark corruptions present (every corruption but the four
+    ImageNet-C extras, so the 15 common ones for ImageNet-C); the extras (speckle_noise,
+    gaussian_blur, spatter, saturate) get their own CE when the reference has them. Hendrycks's
+    test script also prints the unnormalised CE of every corruption and their mean over all of
+    them (19 for the released layout): ``unnormalized_ce`` / ``unnormalized_mce``. Without a
+    ``reference`` only those and the mean corruption accuracy are defined.
     """
     corruptions = list(errors)
     cells = [e for c in corruptions for e in errors[c].values()]
@@ -131,19 +161,32 @@ def summarize_corruptions(errors: ErrorTable, clean_error: float | None = None,
         normalizer=reference.name if reference else None, corruptions=corruptions,
         severities=sorted({s for c in corruptions for s in errors[c]}),
         errors={c: dict(errors[c]) for c in corruptions}, mean_corruption_accuracy=1 - mean_err,
-        mean_corruption_error=mean_err, clean_error=clean_error)
+        mean_corruption_error=mean_err, clean_error=clean_error,
+        benchmark=[c for c in corruptions if c not in EXTRA_CORRUPTIONS],
+        extras=[c for c in corruptions if c in EXTRA_CORRUPTIONS],
+        unnormalized_ce={c: 100 * mean_error(errors[c]) for c in corruptions})
+    summary.unnormalized_mce = float(np.mean(list(summary.unnormalized_ce.values())))
     if reference is None:
+        summary.mce_note = "no normaliser"
         return summary
-    summary.ce = {c: 100 * corruption_error(errors[c], c, reference) for c in corruptions}
+    covered = set(reference.errors) | set(reference.mean_errors)
+    summary.extra_ce = {c: 100 * corruption_error(errors[c], c, reference) for c in summary.extras if c in covered}
+    if not summary.benchmark:
+        summary.mce_note = "only the extra corruptions are present; mCE averages the benchmark ones"
+        return summary
+    summary.ce = {c: 100 * corruption_error(errors[c], c, reference) for c in summary.benchmark}
     summary.mce = float(np.mean(list(summary.ce.values())))
-    if clean_error is not None and reference.clean_error is not None:
-        try:
-            summary.relative_ce = {c: 100 * relative_corruption_error(errors[c], clean_error, c, reference)
-                                   for c in corruptions}
-        except ValueError as exc:  # the reference lost no accuracy on some corruption
-            summary.relative_note = str(exc)
-        else:
-            summary.relative_mce = float(np.mean(list(summary.relative_ce.values())))
+    if clean_error is None or reference.clean_error is None:
+        summary.relative_note = ("relative mCE needs the clean error: evaluate the clean suite too"
+                                 if clean_error is None else f"reference {reference.name!r} has no clean error")
+        return summary
+    try:
+        summary.relative_ce = {c: 100 * relative_corruption_error(errors[c], clean_error, c, reference)
+                               for c in summary.benchmark}
+    except ValueError as exc:  # the reference lost no accuracy on some corruption
+        summary.relative_note = str(exc)
+    else:
+        summary.relative_mce = float(np.mean(list(summary.relative_ce.values())))
     return summary
 
 
@@ -196,8 +239,8 @@ def flip_probability(predictions: torch.Tensor | np.ndarray, noise: bool, step: 
 
     Args:
         predictions: (sequences, frames) top-1 labels.
-        noise: noise perturbations (gaussian/shot noise) compare every frame with the first frame
-            because their frames are independent draws; the others compare consecutive frames.
+        noise: noise perturbations (``is_noise_perturbation``) compare every frame with the first
+            frame because their frames are independent draws; the others compare consecutive frames.
         step: the difficulty (frame stride), 1 by default.
     """
     preds = np.asarray(predictions)

@@ -10,11 +10,15 @@ Options (``robustune eval --option key=value`` → ``EvalContext.options``):
 - ``imagenet_a_root`` / ``imagenet_r_root``: 200 wnid folders each.
 - ``imagenet_p_root``; ``perturbations``; ``imagenet_p_reference``: a results.json or a mapping
   perturbation → flip probability (and ``imagenet_p_reference_t5d``) normalising FR / mFR / mT5D;
-  ``max_sequences`` caps sequences per perturbation.
+  ``max_sequences`` caps sequences per perturbation; ``imagenet_p_difficulty`` (1-5, default 1)
+  reads a noise perturbation's ``<name>_<d>`` folder and steps the others' frames by d, as
+  Hendrycks's ImageNet-P test script does (cells and mFR then carry ``/difficulty=d``).
 
 One cell per (corruption, severity), so an interrupted evaluation resumes cell by cell; the
 summary cells (mCE, relative mCE, CE per corruption, mean corruption accuracy) are recomputed from
-the stored cells on every run (cheap), so they always match the cells and the reference.
+the stored cells on every run (cheap), so they always match the cells and the reference. mCE and
+relative mCE average the benchmark corruptions (not the four ImageNet-C extras, which get their own
+CE cells); a number that cannot be given is logged with its reason.
 """
 
 from __future__ import annotations
@@ -87,10 +91,24 @@ def _fit_to_model(ds: Dataset, model: nn.Module) -> Dataset:
 
 
 def _folder_classes(ctx: EvalContext, root: Path, corruption: str, severity: int) -> list[str] | None:
+    """The model's class order when the copy's class folders are the model's classes.
+
+    A copy with some but not all of them (or another number of classes) is an error naming the
+    differing classes; folder names disjoint from the model's class names (e.g. wnids vs readable
+    names, same count) fall back to the manifest's order, else sorted folders.
+    """
+    from robustune.data.folder import find_classes
+    from robustune.data.splits import check_same_classes
+
     cell = root / corruption / str(severity)
-    if ctx.classes and cell.is_dir() and all((cell / c).is_dir() for c in ctx.classes):
+    if not ctx.classes or not cell.is_dir():
+        return None
+    folders = find_classes(cell)
+    if set(folders) == set(ctx.classes):
         return list(ctx.classes)
-    return None  # manifest order, else sorted folders
+    if set(folders) & set(ctx.classes) or len(folders) != len(ctx.classes):
+        check_same_classes(sorted(ctx.classes), folders, "the model's classes", f"the corrupted copy {cell}")
+    return None
 
 
 @register_suite(SUITE)
@@ -167,7 +185,12 @@ def _choose_reference(options: Mapping[str, Any], errors: dict, n_classes: int) 
 
 
 def corruption_summary_cells(results: EvalResults, options: Mapping[str, Any], n_classes: int = 0) -> list[Cell]:
-    """mean corruption accuracy, and with a normaliser mCE, relative mCE and CE per corruption."""
+    """mean corruption accuracy, the unnormalised mCE of Hendrycks's test script, and with a
+    normaliser mCE and relative mCE over the benchmark corruptions, CE per corruption (extras apart).
+
+    A number that cannot be given (mCE, relative mCE) is logged with its reason and the reason is
+    stored in the ``corruptions/mean_corruption_accuracy`` cell.
+    """
     errors = corruption_errors(results)
     if not errors:
         return []
@@ -179,19 +202,37 @@ def corruption_summary_cells(results: EvalResults, options: Mapping[str, Any], n
     except ValueError as exc:
         log.warning("mCE not computed: %s", exc)
         summary = cm.summarize_corruptions(errors, clean, None)
+        summary.mce_note = str(exc)
+    for what, note in (("mCE", summary.mce_note if summary.mce is None else None),
+                       ("relative mCE", summary.relative_note if summary.mce is not None else None)):
+        if note and note != "no normaliser":
+            log.warning("%s not computed: %s", what, note)
     common = {"corruptions": summary.corruptions, "severities": summary.severities}
+    notes = {k: v for k, v in (("mCE_note", summary.mce_note), ("relative_mCE_note", summary.relative_note)) if v}
     out = [Cell(f"{SUITE}/mean_corruption_accuracy", SUITE, "mean_corruption_accuracy",
-                summary.mean_corruption_accuracy, n=n, details={**common, "note": "mean top-1 accuracy over "
-                "(corruption, severity) cells; not mCE"})]
+                summary.mean_corruption_accuracy, n=n, details={**common, **notes, "note": "mean top-1 "
+                "accuracy over (corruption, severity) cells; not mCE"}),
+           Cell(f"{SUITE}/unnormalized_mCE", SUITE, "unnormalized_mCE", summary.unnormalized_mce,
+                details={**common, "unit": "percent", "unnormalized_ce": summary.unnormalized_ce,
+                         "note": "Hendrycks's ImageNet-C test script: 100 · mean over every corruption present "
+                                 "(extras included) of its mean error over severities; not normalised"})]
+    norm = {"normalizer": summary.normalizer, "unit": "percent"}
+    for c in summary.extras:
+        if c in summary.extra_ce:
+            out.append(Cell(f"{SUITE}/CE/{c}", SUITE, "CE", summary.extra_ce[c],
+                            details={**norm, "corruption": c, "extra": True, "in_mCE": False}))
+        else:
+            out.append(Cell(f"{SUITE}/unnormalized_CE/{c}", SUITE, "unnormalized_CE", summary.unnormalized_ce[c],
+                            details={"unit": "percent", "corruption": c, "extra": True, "in_mCE": False,
+                                     "note": "no reference errors for this extra corruption"}))
     if summary.mce is None:
         return out
-    norm = {"normalizer": summary.normalizer, "unit": "percent"}
-    out.append(Cell(f"{SUITE}/mCE", SUITE, "mCE", summary.mce, details={**common, **norm, "ce": summary.ce}))
+    bench = {"corruptions": summary.benchmark, "severities": summary.severities, "excluded_extras": summary.extras}
+    out.append(Cell(f"{SUITE}/mCE", SUITE, "mCE", summary.mce, details={**bench, **norm, **notes, "ce": summary.ce}))
     out += [Cell(f"{SUITE}/CE/{c}", SUITE, "CE", v, details={**norm, "corruption": c}) for c, v in summary.ce.items()]
     if summary.relative_mce is not None:
         out.append(Cell(f"{SUITE}/relative_mCE", SUITE, "relative_mCE", summary.relative_mce,
-                        details={**common, **norm, "relative_ce": summary.relative_ce,
-                                 "clean_error": clean}))
+                        details={**bench, **norm, "relative_ce": summary.relative_ce, "clean_error": clean}))
     return out
 
 
@@ -255,33 +296,34 @@ def sequence_logits(model: nn.Module, frames: torch.Tensor, device, batch_size: 
 
 
 def perturbation_cell(model: nn.Module, seqs: Dataset, perturbation: str, device, batch_size: int,
-                      max_sequences: int | None = None) -> Cell:
-    """Flip probability (and top-5 distance) of one ImageNet-P perturbation."""
+                      max_sequences: int | None = None, difficulty: int = 1) -> Cell:
+    """Flip probability (and top-5 distance) of one ImageNet-P perturbation at ``difficulty``."""
     from robustune.attacks import eval_mode
 
-    noise = perturbation in cm.NOISE_PERTURBATIONS
+    noise = cm.is_noise_perturbation(perturbation)
+    folder, step = cm.perturbation_source(perturbation, difficulty)
     fps, t5ds = [], []
     with eval_mode(model):
         for i in range(min(len(seqs), max_sequences or len(seqs))):
             logits = sequence_logits(model, seqs[i][0], device, batch_size).numpy()
-            fps.append(cm.flip_probability(logits.argmax(1)[None], noise))
-            t5ds.append(cm.top5_distance(logits[None], noise))
-    return Cell(f"imagenet-p/{perturbation}", "imagenet-p", "flip_probability", float(np.mean(fps)),
-                n=len(fps), details={"perturbation": perturbation, "noise_rule": noise,
-                                     "top5_distance": float(np.mean(t5ds))})
+            fps.append(cm.flip_probability(logits.argmax(1)[None], noise, step))
+            t5ds.append(cm.top5_distance(logits[None], noise, step))
+    key = f"imagenet-p/{perturbation}" + (f"/difficulty={difficulty}" if difficulty > 1 else "")
+    return Cell(key, "imagenet-p", "flip_probability", float(np.mean(fps)), n=len(fps),
+                details={"perturbation": perturbation, "noise_rule": noise, "difficulty": difficulty,
+                         "folder": folder, "step": step, "top5_distance": float(np.mean(t5ds))})
 
 
-def _p_reference(options: Mapping[str, Any]) -> tuple[dict[str, float] | None, dict[str, float] | None, str | None]:
+def _p_reference(options: Mapping[str, Any], difficulty: int = 1
+                 ) -> tuple[dict[str, float] | None, dict[str, float] | None, str | None]:
     ref = options.get("imagenet_p_reference")
     if ref is None:
         return None, None, None
     if isinstance(ref, Mapping):
         return dict(ref), dict(options.get("imagenet_p_reference_t5d") or {}), "user-supplied flip probabilities"
     res = load_results(ref)
-    cells = [c for c in res.cells.values() if c.suite == "imagenet-p" and c.metric == "flip_probability"]
-    return ({c.details["perturbation"]: c.value for c in cells},
-            {c.details["perturbation"]: c.details["top5_distance"] for c in cells},
-            f"reference model: {model_label(res, str(ref))}")
+    fp, t5d = _p_values(res, difficulty)
+    return fp, t5d, f"reference model: {model_label(res, str(ref))}"
 
 
 @register_suite("imagenet-p")
@@ -289,27 +331,42 @@ def imagenet_p_suite(ctx: EvalContext):
     root = ctx.options.get("imagenet_p_root")
     if not root:
         raise ValueError("the imagenet-p suite needs --option imagenet_p_root=DIR (<perturbation>/<wnid>/<seq>.mp4)")
-    wanted = _listify(ctx.options.get("perturbations")) or [p for p in cm.PERTURBATIONS if (Path(root) / p).is_dir()]
+    difficulty = int(ctx.options.get("imagenet_p_difficulty", 1))
+    cm.perturbation_source("", difficulty)  # validates the difficulty before any work
+    present = [p for p in cm.PERTURBATIONS if (Path(root) / cm.perturbation_source(p, difficulty)[0]).is_dir()]
+    wanted = _listify(ctx.options.get("perturbations")) or present
     for p in wanted:
         def compute(p: str = p) -> Cell:
-            return perturbation_cell(ctx.model, PerturbationSequences(root, p), p, ctx.device,
-                                     ctx.batch_size, ctx.options.get("max_sequences"))
+            folder = cm.perturbation_source(p, difficulty)[0]
+            return perturbation_cell(ctx.model, PerturbationSequences(root, folder), p, ctx.device,
+                                     ctx.batch_size, ctx.options.get("max_sequences"), difficulty)
 
-        yield f"imagenet-p/{p}", compute
+        yield f"imagenet-p/{p}" + (f"/difficulty={difficulty}" if difficulty > 1 else ""), compute
+
+    tag = f"/difficulty={difficulty}" if difficulty > 1 else ""
 
     def summary() -> list[Cell]:
-        cells = [c for c in ctx.results.cells.values() if c.suite == "imagenet-p" and c.metric == "flip_probability"]
-        fp = {c.details["perturbation"]: c.value for c in cells}
-        t5d = {c.details["perturbation"]: c.details["top5_distance"] for c in cells}
-        ref_fp, ref_t5d, name = _p_reference(ctx.options)
+        """mFR / mT5D over the benchmark perturbations of this difficulty (extras have their own FP)."""
+        fp, t5d = _p_values(ctx.results, difficulty)
+        fp = {p: v for p, v in fp.items() if p not in cm.EXTRA_PERTURBATIONS}
+        ref_fp, ref_t5d, name = _p_reference(ctx.options, difficulty)
         s = cm.summarize_perturbations(fp, t5d, ref_fp, ref_t5d, name)
         out = []
+        common = {"normalizer": name, "unit": "percent", "difficulty": difficulty}
         if s.mfr is not None:
-            out.append(Cell("imagenet-p/mFR", "imagenet-p", "mFR", s.mfr,
-                            details={"normalizer": name, "flip_rate": s.flip_rate, "unit": "percent"}))
+            out.append(Cell(f"imagenet-p/mFR{tag}", "imagenet-p", "mFR", s.mfr,
+                            details={**common, "flip_rate": s.flip_rate}))
         if s.mt5d is not None:
-            out.append(Cell("imagenet-p/mT5D", "imagenet-p", "mT5D", s.mt5d,
-                            details={"normalizer": name, "top5_rate": s.top5_rate, "unit": "percent"}))
+            out.append(Cell(f"imagenet-p/mT5D{tag}", "imagenet-p", "mT5D", s.mt5d,
+                            details={**common, "top5_rate": s.top5_rate}))
         return out
 
-    yield "imagenet-p/summary", summary
+    yield f"imagenet-p/summary{tag}", summary
+
+
+def _p_values(results: EvalResults, difficulty: int) -> tuple[dict[str, float], dict[str, float]]:
+    """perturbation → flip probability and → top-5 distance, from the cells of one difficulty."""
+    cells = [c for c in results.cells.values() if c.suite == "imagenet-p" and c.metric == "flip_probability"
+             and c.details.get("difficulty", 1) == difficulty]
+    return ({c.details["perturbation"]: c.value for c in cells},
+            {c.details["perturbation"]: c.details["top5_distance"] for c in cells})

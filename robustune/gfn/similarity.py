@@ -36,6 +36,18 @@ def clamp_k(k: int, num_classes: int) -> int:
     return k
 
 
+def _class_names(dataset: Dataset, indices: list[int]) -> str:
+    """``'cat' (3), 'dog' (5)`` for the first ten ``indices``, names from the dataset when it has them."""
+    from robustune.data.splits import classes_of
+
+    try:
+        names = classes_of(dataset)
+    except AttributeError:
+        names = []
+    shown = [f"{names[i]!r} ({i})" if i < len(names) else str(i) for i in indices[:10]]
+    return ", ".join(shown) + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
+
+
 @torch.no_grad()
 def class_embeddings(model: nn.Module, dataset: Dataset, num_classes: int,
                      max_per_class: int | None = 100, batch_size: int = 256,
@@ -54,8 +66,10 @@ def class_embeddings(model: nn.Module, dataset: Dataset, num_classes: int,
             sums.index_add_(0, y, feats)
             counts.index_add_(0, y, torch.ones_like(y, dtype=counts.dtype))
     if sums is None or bool((counts == 0).any()):
-        missing = [] if sums is None else (counts == 0).nonzero().flatten().tolist()
-        raise ValueError(f"no training images for classes {missing[:10]}: class similarity needs every class")
+        missing = list(range(num_classes)) if sums is None else (counts == 0).nonzero().flatten().tolist()
+        raise ValueError(f"no training images for class(es) {_class_names(dataset, missing)}: class "
+                         "similarity needs every class (check data.train_subset / data.shots and empty "
+                         "class folders)")
     return sums / counts[:, None]
 
 

@@ -8,13 +8,14 @@ what to download and where to put it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -125,6 +126,43 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(state)
 
 
+def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached (one connection attempt), or None when it can.
+
+    huggingface_hub retries a refused or timed-out connection with back-off (~20 "Retrying in 8s"
+    lines over a minute); one quick attempt first lets an offline machine fail in seconds.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port} is unreachable ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+@contextlib.contextmanager
+def hub_cache_only_when_offline() -> Iterator[str | None]:
+    """Yield why the hub is unreachable (None when reachable); while unreachable, the hub runs in
+    offline mode, so cached weights still load and missing ones fail at once (no retries)."""
+    from huggingface_hub import constants
+
+    reason = hub_unreachable_reason()
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = saved or reason is not None
+    try:
+        yield reason
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
 def _timm_backbone(name: str, num_classes: int, weights: str | None, **kwargs: Any) -> nn.Module:
     import timm
 
@@ -134,10 +172,14 @@ def _timm_backbone(name: str, num_classes: int, weights: str | None, **kwargs: A
         raise ValueError(unknown_choice_message("model", name, choices))
     pretrained = weights is not None and not _is_file_ref(weights)
     full = name if (not pretrained or weights == "hub" or "." in name) else f"{base}.{weights}"
+    if not pretrained:
+        return timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
+    offline = None
     try:
-        return timm.create_model(full, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        with hub_cache_only_when_offline() as offline:
+            return timm.create_model(full, pretrained=True, num_classes=num_classes, **kwargs)
     except Exception as exc:
-        if not pretrained or unexpected_keyword(exc, kwargs):
+        if unexpected_keyword(exc, kwargs):
             raise
         hub_id = ""
         try:
@@ -146,8 +188,10 @@ def _timm_backbone(name: str, num_classes: int, weights: str | None, **kwargs: A
         except Exception:
             pass
         where = f" (Hugging Face repo 'hf-hub:{hub_id}')" if hub_id else ""
+        why = f"not in the local cache and the hub is offline: {offline}" if offline else \
+            f"{exc.__class__.__name__}: {exc}"
         raise WeightsUnavailableError(
-            f"could not get pretrained weights {full!r}{where}: {exc.__class__.__name__}: {exc}. "
+            f"could not get pretrained weights {full!r}{where}: {why}. "
             "Offline? Download model.safetensors on a machine with internet and pass its path, "
             f"e.g. model.weights=/path/to/{base}.safetensors (or warm the Hugging Face cache, HF_HOME)."
         ) from exc

@@ -17,7 +17,8 @@ from robustune.eval.results import Cell, EvalResults
 FRACTION_METRICS = {"top1_accuracy", "robust_accuracy", "mean_corruption_accuracy", "flip_probability",
                     "accuracy", "clean_accuracy",
                     "mAP", "AP50", "AP75", "APs", "APm", "APl", "mPC", "rPC"}  # detection (report/detection.py)
-LOWER_IS_BETTER = {"mCE", "relative_mCE", "CE", "mFR", "mT5D", "flip_probability", "error"}
+LOWER_IS_BETTER = {"mCE", "relative_mCE", "CE", "mFR", "mT5D", "flip_probability", "error",
+                   "unnormalized_mCE", "unnormalized_CE"}
 
 
 @dataclass
