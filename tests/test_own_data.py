@@ -71,6 +71,8 @@ def test_analyze_names_a_missing_split(photo_run, tmp_path, capsys):
     assert cli("corrupt", "folder", "--root", str(root), "--split", "val", "--out", str(out),
                "--corruptions", "contrast", "--severities", "3") == 0
     capsys.readouterr()
+    assert cli("corrupt", str(root), "--out", str(tmp_path / "wrong"), "--corruptions", "contrast") == 2
+    assert "holds split folders (train, val)" in capsys.readouterr().err  # not two classes "train", "val"
     assert cli("analyze", str(run), "--corruption-root", str(out), "--split", "test",
                "--out", str(tmp_path / "a")) == 2
     err = capsys.readouterr().err

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robustune.data.folder import IMG_EXTENSIONS, find_classes
+from robustune.data.folder import IMG_EXTENSIONS, find_classes, split_folders
 
 
 @dataclass
@@ -70,6 +70,12 @@ def dataset_sources(dataset: Dataset, classes: list[str] | None = None) -> tuple
 def folder_sources(root: str | os.PathLike) -> tuple[list[SourceImage], list[str]]:
     """Every image file under ``root/<class>/`` (not decoded here: workers do that)."""
     root = Path(root)
+    splits = split_folders(Path(root))
+    if splits:  # its split folders would become classes
+        raise FileNotFoundError(
+            f"{str(root)!r} holds split folders ({', '.join(splits)}), not class folders: corrupt one split, "
+            f"e.g. `robustune corrupt folder --root {root} --split {splits[-1]} --out OUT` "
+            f"(or pass {str(Path(root) / splits[-1])!r})")
     classes = find_classes(root)
     sources = []
     for name in classes:
