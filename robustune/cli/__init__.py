@@ -15,6 +15,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Make vision models and CLIP robust (GFN, ER-APT) and measure how robust they are.")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler writing to the current ``sys.stderr`` (looked up per record, as rich does,
+    so a handler left from an earlier command never writes to a closed, replaced stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Rich log lines on a terminal; plain, never-wrapped lines on stderr otherwise (a pipe or a
     log file: rich would wrap at 80 columns, in the middle of a path)."""
@@ -28,7 +44,7 @@ def setup_logging(verbose: bool = False) -> None:
         logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
                             handlers=[RichHandler(show_path=False, markup=False)], force=True)
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)-7s %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
 

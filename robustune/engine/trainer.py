@@ -218,11 +218,14 @@ def _finished_epochs(run_dir: Path, cfg: RunConfig) -> int | None:
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None or not (run_dir / "model.safetensors").is_file():
         return None
-    done = int(read_json(ckpt / "state.json")["epoch"]) + 1
+    try:
+        done = int(read_json(ckpt / "state.json")["epoch"]) + 1
+        record = run_dir / "run.json"
+        steps = read_json(record).get("steps") if record.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # a damaged record: the resume path names it and falls back
     if done >= cfg.train.epochs:
         return done
-    record = run_dir / "run.json"
-    steps = read_json(record).get("steps") if record.is_file() else None
     if cfg.train.max_steps is not None and steps is not None and steps >= cfg.train.max_steps:
         return done
     return None
