@@ -22,7 +22,7 @@ def test_gfn_vit_b16_imagenet_preset_runs_on_fake_imagenet(tmp_path):
     _fake_imagenet(tmp_path / "imagenet")
     cfg = load_config("configs/gfn_vit_b16_imagenet.yaml", [
         "model.weights=null", f"data.root={tmp_path / 'imagenet'}", "data.batch_size=3",
-        "data.eval_batch_size=6", "data.num_workers=0", "data.pin_memory=false", "train.epochs=1",
+        "data.eval_batch_size=6", "data.num_workers=0", "data.pin_memory=false", "train.max_steps=1",
         "train.log_every=1"])
     # the recipe itself is untouched
     assert cfg.model.name == "vit_base_patch16_224" and cfg.optim.name == "sgd"

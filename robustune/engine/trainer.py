@@ -185,9 +185,21 @@ def _step_totals(out: dict[str, Any], loss: torch.Tensor, labels: Any, device) -
     return torch.stack([loss.detach().float() * n, correct, torch.tensor(n, device=device)])
 
 
-def check_finite_state(method: Method, opt, epoch: int, step: int, run_dir: Path) -> None:
-    """Refuse to save or evaluate weights (or optimizer moments) holding NaN/inf."""
-    bad = non_finite_tensors(method.checkpoint_state())
+def finite_tensor_names(method: Method) -> set[str]:
+    """Names of the checkpointed tensors that are finite now: the ones that must stay finite.
+
+    A method may keep NaN/inf on purpose (ER-APT's loss-weighting window starts as NaN = "no
+    history yet", CLIP's attention mask holds -inf); those are not watched.
+    """
+    state = method.checkpoint_state()
+    return set(state) - set(non_finite_tensors(state))
+
+
+def check_finite_state(method: Method, opt, watched: set[str], epoch: int, step: int,
+                       run_dir: Path) -> None:
+    """Refuse to save or evaluate weights (or optimizer moments) that became NaN/inf."""
+    state = method.checkpoint_state()
+    bad = non_finite_tensors({k: v for k, v in state.items() if k in watched})
     opt_bad = [f"optimizer state {i}.{k}" for i, entry in opt.state_dict()["state"].items()
                for k, v in entry.items() if isinstance(v, torch.Tensor) and non_finite_tensors({k: v})]
     if bad or opt_bad:
@@ -312,6 +324,7 @@ class _EpochLoop:
         scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         ddp_method = _wrap_ddp(method, self.device)
         val_acc, epochs_run, self.step = None, 0, step
+        watched = finite_tensor_names(method)
         for epoch in range(start, cfg.train.epochs):
             if cfg.train.max_steps is not None and self.step >= cfg.train.max_steps:
                 break
@@ -324,7 +337,7 @@ class _EpochLoop:
                                             self.metrics, self.run_dir)
             epochs_run += 1
             complete = self.step >= (epoch + 1) * self.steps_per_epoch
-            check_finite_state(method, self.opt, epoch, self.step, self.run_dir)
+            check_finite_state(method, self.opt, watched, epoch, self.step, self.run_dir)
             if self.splits.val is not None and cfg.train.eval_every and \
                     ((epoch + 1) % cfg.train.eval_every == 0 or not complete):
                 if getattr(self.splits.val, "is_detection", False):  # COCO mAP, robustune.eval.detection

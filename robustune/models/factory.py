@@ -273,6 +273,10 @@ def create_classifier(name: str, num_classes: int, weights: str | None = None,
                     input_size=tuple(cfg.get("input_size", (3, 224, 224))),
                     crop_pct=float(cfg.get("crop_pct", 0.875)),
                     interpolation=str(cfg.get("interpolation", "bicubic")))
+        if kwargs.get("img_size"):  # model.kwargs.img_size resizes the model: the data follows it
+            size = kwargs["img_size"]
+            h, w = (size, size) if isinstance(size, int) else tuple(size)
+            meta["input_size"] = (meta["input_size"][0], h, w)
     model = Classifier(backbone, num_classes=num_classes, name=name, **meta)
     if weights is not None and _is_file_ref(weights):
         load_state_dict_file(model.backbone, weights)
