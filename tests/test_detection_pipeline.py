@@ -81,6 +81,14 @@ def test_train_corrupt_eval_report_two_detectors(tmp_path):
     _cli("eval", runs["plain"], "--suite", "clean,corruptions", "--option", f"corruption_root={corrupted}")
     assert json.loads(before)["cells"] == json.loads((runs["plain"] / "eval" / "results.json").read_text())["cells"]
 
+    from robustune.eval.suites import task_suite
+
+    with pytest.raises(ValueError, match="'pgd' suite does not apply to a detection model; valid: clean, "
+                                         "corruptions, exdark, rtts"):
+        task_suite("pgd", type("D", (), {"task": "detection"})())
+    with pytest.raises(ValueError, match="'rtts' suite does not apply to a classification model"):
+        task_suite("rtts", torch.nn.Linear(1, 1))
+
     _cli("report", runs["plain"], runs["adv"], "--out", tmp_path / "report.html")
     html = (tmp_path / "report.html").read_text()
     assert "Detection (COCO mAP, pycocotools)" in html and "det_frcnn_digits" in html and "det_adv_digits" in html

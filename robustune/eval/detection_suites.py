@@ -137,3 +137,6 @@ def rtts_suite(ctx: EvalContext):
 @register_suite("exdark")
 def exdark_suite(ctx: EvalContext):
     yield "exdark", lambda: ood_detection_cells(ctx, "exdark", "coco_to_exdark")
+
+
+rtts_suite.tasks = exdark_suite.tasks = ("detection",)

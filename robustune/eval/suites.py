@@ -117,9 +117,19 @@ def robust_le_clean(results: EvalResults) -> list[dict[str, Any]]:
 
 
 def task_suite(name: str, model: nn.Module) -> str:
-    """``<name>@detection`` for a detector when registered (same suite names, detection cells)."""
-    task = getattr(model, "task", None)
-    return f"{name}@{task}" if task and f"{name}@{task}" in SUITES else name
+    """``<name>@detection`` for a detector when registered (same suite names, detection cells).
+
+    A suite declares the model tasks it serves in ``fn.tasks`` (default: classifiers only); a
+    suite that does not serve the model's task is an error naming the suites that do.
+    """
+    task = getattr(model, "task", None) or "classification"
+    if f"{name}@{task}" in SUITES:
+        return f"{name}@{task}"
+    if task not in getattr(SUITES.get(name), "tasks", ("classification",)):
+        valid = sorted({n.split("@")[0] for n in SUITES.list()
+                        if n.endswith(f"@{task}") or task in getattr(SUITES.get(n), "tasks", ("classification",))})
+        raise ValueError(f"the {name!r} suite does not apply to a {task} model; valid: {', '.join(valid)}")
+    return name
 
 
 def fixed_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
