@@ -35,6 +35,14 @@ def test_two_processes_match_one_and_write_one_set_of_files(tmp_path):
     steps = [l["step"] for l in lines2 if not l.get("epoch_end")]
     assert steps == sorted(set(steps))
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["epoch_0001", "epoch_0002"]
+    # run.json: world size and per-rank batch; DistributedSampler drops the remainder (docs/scale-out.md)
+    from robustune.data import create_dataset
+
+    n = len(create_dataset("digits", "train"))
+    one, two = (json.loads((tmp_path / r / "run.json").read_text()) for r in ("one", "two"))
+    assert (one["world_size"], one["per_rank_batch"], one["steps_per_epoch"]) == (1, 64, -(-n // 64))
+    assert (two["world_size"], two["per_rank_batch"], two["global_batch"]) == (2, 32, 64)
+    assert two["steps_per_epoch"] == (n // 2) // 32 and two["steps"] == 3 * two["steps_per_epoch"]
 
 
 def test_sharded_prediction_gathers_every_image_once(tmp_path):

@@ -118,7 +118,11 @@ def demo(
 ) -> None:
     """The whole pipeline on the built-in digits: pre-train, robustify, evaluate, report."""
     from robustune.demo import run_demo
+    from robustune.engine.trainer import TrainingDivergedError
 
     setup_logging(verbose)
-    report = run_demo(out, quick=quick, clip=clip)
+    try:
+        report = run_demo(out, quick=quick, clip=clip)
+    except (*USER_ERRORS, TrainingDivergedError) as exc:
+        fail(str(exc))
     typer.echo(f"report: {report}")

@@ -10,7 +10,6 @@ import typer
 from robustune.cli import app, fail, setup_logging
 from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options
 from robustune.config import ConfigError, parse_number
-from robustune.registry import UnknownNameError
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -44,11 +43,11 @@ def fewshot(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run (or resume) a few-shot protocol and write OUT/table.md and OUT/table.json."""
+    from robustune.cli.core import USER_ERRORS
     from robustune.config import load_config
     from robustune.engine.trainer import TrainingDivergedError
     from robustune.fewshot import ProtocolConfig, run_protocol
     from robustune.fewshot.protocol import ProtocolError, cell_status, plan_cells, source_of
-    from robustune.models.factory import WeightsUnavailableError
 
     setup_logging(verbose)
     try:
@@ -67,8 +66,7 @@ def fewshot(
                 typer.echo(f"{cell_status(cell):9s} {cell.run_dir}  evaluations: {', '.join(cell.evals)}")
             return
         run_protocol(cfg, protocol, out, keep_going=keep_going)
-    except (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
-            WeightsUnavailableError, TrainingDivergedError, ProtocolError) as exc:
+    except (*USER_ERRORS, TrainingDivergedError, ProtocolError) as exc:
         fail(str(exc))
     typer.echo((out / "table.md").read_text())
     typer.echo(f"tables: {out / 'table.md'} and {out / 'table.json'}")
