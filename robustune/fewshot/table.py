@@ -78,6 +78,9 @@ def _target_average(recs: list[dict[str, Any]], targets: list[str]) -> dict[str,
 
 
 def _fmt(stats: dict[str, Any], key: str = "mean") -> str:
+    """``mean ± std``; a single seed has no spread, so it shows the value alone (no "± 0.0")."""
+    if len(stats.get("values", [])) == 1:
+        return f"{stats[key]:.1f}"
     return f"{stats[key]:.1f} ± {stats['std']:.1f}"
 
 

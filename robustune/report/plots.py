@@ -25,12 +25,25 @@ def _pyplot():
     return plt
 
 
+def compact_png(data: bytes, colors: int = 96, above: int = 40_000) -> bytes:
+    """A palette PNG of ``data`` when that is smaller (plots have few colours); keeps reports small."""
+    if len(data) <= above:
+        return data
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        small = img.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+        buf = io.BytesIO()
+        small.save(buf, format="png", optimize=True)
+    return buf.getvalue() if buf.tell() < len(data) else data
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100)
     _pyplot().close(fig)
-    return buf.getvalue()
+    return compact_png(buf.getvalue(), above=0)
 
 
 def accuracy_vs_eps_figure(runs: list[ModelRun]) -> Figure | None:
@@ -53,34 +66,53 @@ def accuracy_vs_eps_figure(runs: list[ModelRun]) -> Figure | None:
     return Figure("Accuracy vs ε", _png(fig), "ε = 0 is the clean accuracy; points come from results.json cells.")
 
 
+def _family_of(corruption: str) -> str:
+    from robustune.corruptions.registry import SUBSETS
+
+    for family in ("noise", "blur", "weather", "digital"):
+        if corruption in SUBSETS[family]:
+            return family
+    return "other"
+
+
+def severity_curves(run: ModelRun) -> dict[str, list[tuple[int, float]]]:
+    """"all" and each corruption family → [(severity, mean accuracy)], severity 0 = clean if stored."""
+    by: dict[str, dict[int, list[float]]] = {}
+    for cell in run.results.cells.values():
+        if cell.suite == "corruptions" and cell.metric == "top1_accuracy":
+            sev = int(cell.details["severity"])
+            for group in ("all", _family_of(str(cell.details["corruption"]))):
+                by.setdefault(group, {}).setdefault(sev, []).append(cell.value)
+    clean = run.results.cells.get("clean")
+    out = {}
+    for group, sevs in by.items():
+        pts = [(s, sum(v) / len(v)) for s, v in sorted(sevs.items())]
+        out[group] = ([(0, clean.value)] if clean else []) + pts
+    return out
+
+
 def corruption_severity_figure(runs: list[ModelRun]) -> Figure | None:
-    """Mean top-1 accuracy over corruptions at each severity, one line per model."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    drawn = False
-    for run in runs:
-        by_sev: dict[int, list[float]] = {}
-        for cell in run.results.cells.values():
-            if cell.suite == "corruptions" and cell.metric == "top1_accuracy":
-                by_sev.setdefault(int(cell.details["severity"]), []).append(cell.value)
-        if not by_sev:
-            continue
-        sev = sorted(by_sev)
-        clean = run.results.cells.get("clean")
-        xs = ([0] if clean else []) + sev
-        ys = ([100 * clean.value] if clean else []) + [100 * sum(by_sev[s]) / len(by_sev[s]) for s in sev]
-        ax.plot(xs, ys, marker="o", label=run.name)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
+    """Top-1 accuracy vs severity: the mean over all corruptions, then one panel per family."""
+    curves = {run.name: severity_curves(run) for run in runs}
+    groups = [g for g in ("all", "noise", "blur", "weather", "digital", "other")
+              if any(g in c for c in curves.values())]
+    if not groups:
         return None
-    ax.set_xlabel("corruption severity (0 = clean)")
-    ax.set_ylabel("top-1 accuracy, mean over corruptions (%)")
-    ax.set_title("Accuracy vs corruption severity")
-    ax.set_xticks(range(0, 6))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return Figure("Accuracy vs corruption severity", _png(fig))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.3 * len(groups) + 0.6, 3.0), sharey=True, squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        for model, c in curves.items():
+            if group in c:
+                ax.plot(*zip(*[(s, 100 * a) for s, a in c[group]]), marker="o", ms=3, label=model)
+        ax.set_title("mean of all corruptions" if group == "all" else group, fontsize=9)
+        ax.set_xlabel("severity (0 = clean)", fontsize=8)
+        ax.set_xticks(range(0, 6))
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("top-1 accuracy (%)", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    return Figure("Accuracy vs corruption severity", _png(fig),
+                  "mean over the corruptions of each family (ImageNet-C's noise / blur / weather / digital)")
 
 
 def analysis_figures(runs: list[ModelRun], extra_dirs: list[Path] | None = None) -> list[Figure]:
@@ -94,5 +126,6 @@ def analysis_figures(runs: list[ModelRun], extra_dirs: list[Path] | None = None)
     figs = []
     for d in dirs:
         for png in sorted(d.glob("*.png")):
-            figs.append(Figure(png.stem.replace("_", " "), png.read_bytes(), f"from {png}"))
+            figs.append(Figure(png.stem.replace("_", " "), compact_png(png.read_bytes(), colors=128),
+                               f"from {png}"))
     return figs

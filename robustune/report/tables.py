@@ -40,12 +40,22 @@ def _results_file(path: Path) -> Path:
                             "run `robustune eval RUN` first")
 
 
-def load_runs(paths: Sequence[str | Path]) -> list[ModelRun]:
-    """One :class:`ModelRun` per path (results.json, an eval folder or a run folder), unique names."""
+def load_runs(paths: Sequence[str | Path], skipped: list[tuple[str, str]] | None = None) -> list[ModelRun]:
+    """One :class:`ModelRun` per path (results.json, an eval folder or a run folder), unique names.
+
+    With a ``skipped`` list, a missing or unreadable file is appended to it as (path, reason)
+    instead of raising, so a report still shows the others and says which were left out.
+    """
     runs: list[ModelRun] = []
     for p in paths:
-        file = _results_file(Path(p))
-        res = EvalResults.load(file)
+        try:
+            file = _results_file(Path(p))
+            res = EvalResults.load(file)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if skipped is None:
+                raise
+            skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
+            continue
         base = str(res.model.get("run_name") or res.model.get("name") or Path(p).name)
         name, k = base, 2
         while any(r.name == name for r in runs):
@@ -68,17 +78,26 @@ class Column:
 class Table:
     title: str
     columns: list[Column]
-    rows: dict[str, dict[str, Cell]]  # model name -> column key -> cell
+    rows: dict[str, dict[str, Cell]]  # row label (a model, or a corruption in a grid) -> column key -> cell
     note: str = ""
-    best: dict[str, set[str]] = field(default_factory=dict)  # column key -> best model names
+    best: dict[str, set[str]] = field(default_factory=dict)  # column key -> best row labels
+    row_header: str = "model"
+    show_ci: bool = False  # print each cell's 95 % interval under its value
+    marks: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> column key -> footnote mark
 
-    def mark_best(self) -> "Table":
+    def mark_best(self, exclude: dict[str, set[str]] | None = None) -> "Table":
+        """Best per column; rows in ``exclude[column]`` are not candidates. A tie of every row stars none."""
         for col in self.columns:
-            vals = {m: r[col.key].value for m, r in self.rows.items() if col.key in r}
+            vals = {m: r[col.key].value for m, r in self.rows.items()
+                    if col.key in r and m not in (exclude or {}).get(col.key, set())}
             if len(vals) < 2:
                 continue
             target = max(vals.values()) if col.higher_is_better else min(vals.values())
-            self.best[col.key] = {m for m, v in vals.items() if abs(v - target) < 1e-12}
+            best = {m for m, v in vals.items() if abs(v - target) < 1e-12}
+            if len(best) < len(vals):
+                self.best[col.key] = best
+            else:
+                self.best.pop(col.key, None)
         return self
 
 
@@ -89,6 +108,13 @@ def is_fraction(metric: str) -> bool:
 def format_value(cell: Cell) -> str:
     """Percent with two decimals: fractions are ×100, mCE-style numbers are already percentages."""
     return f"{100 * cell.value:.2f}" if is_fraction(cell.metric) else f"{cell.value:.2f}"
+
+
+def format_ci(cell: Cell) -> str:
+    """``92.6–97.0`` (the stored 95 % interval in %), else ``n = 360``, else empty."""
+    if cell.ci95 and is_fraction(cell.metric):
+        return f"{100 * cell.ci95[0]:.1f}–{100 * cell.ci95[1]:.1f}"
+    return f"n = {cell.n}" if cell.n else ""
 
 
 def _column(key: str, cell: Cell, title: str | None = None) -> Column:
@@ -105,14 +131,46 @@ def _keys(runs: list[ModelRun], predicate) -> list[tuple[str, Cell]]:
     return list(seen.items())
 
 
-def _table(title: str, runs: list[ModelRun], cols: list[Column], note: str = "") -> Table:
+def _table(title: str, runs: list[ModelRun], cols: list[Column], note: str = "", **kw) -> Table:
     rows = {r.name: {c.key: r.results.cells[c.key] for c in cols if c.key in r.results.cells} for r in runs}
-    return Table(title, cols, rows, note).mark_best()
+    return Table(title, cols, rows, note, **kw).mark_best()
+
+
+# Ours: a model more than this many points below the reference's clean accuracy "lost clean accuracy
+# badly"; its relative mCE (degradation measured from its own, lower, clean accuracy) is not starred.
+CLEAN_DROP_POINTS = 5.0
+
+
+def reference_clean(runs: list[ModelRun]) -> tuple[str, float] | None:
+    """(name, clean accuracy) of the mCE reference model if it is in the report, else the best clean."""
+    cleans = {r.name: r.results.cells["clean"].value for r in runs if "clean" in r.results.cells}
+    if not cleans:
+        return None
+    for r in runs:
+        normalizer = str((r.results.cells.get("corruptions/mCE") or Cell("", "", "", 0)).details.get("normalizer", ""))
+        for name in cleans:
+            if normalizer.endswith(f": {name}"):
+                return name, cleans[name]
+    best = max(cleans, key=cleans.get)
+    return best, cleans[best]
+
+
+def clean_drops(runs: list[ModelRun]) -> dict[str, float]:
+    """Models whose clean accuracy is > CLEAN_DROP_POINTS below the reference → drop in points."""
+    ref = reference_clean(runs)
+    if ref is None:
+        return {}
+    out = {}
+    for r in runs:
+        cell = r.results.cells.get("clean")
+        if cell is not None and 100 * (ref[1] - cell.value) > CLEAN_DROP_POINTS:
+            out[r.name] = 100 * (ref[1] - cell.value)
+    return out
 
 
 SUMMARY_TITLES = {
     "clean": "clean top-1 (%)",
-    "corruptions/mean_corruption_accuracy": "mean corruption accuracy (%)",
+    "corruptions/mean_corruption_accuracy": "mean corruption acc. (%)",
     "corruptions/mCE": "mCE (%) ↓",
     "corruptions/relative_mCE": "relative mCE (%) ↓",
     "imagenet-a": "ImageNet-A top-1 (%)",
@@ -130,23 +188,42 @@ def summary_table(runs: list[ModelRun]) -> Table:
     normalizers = sorted({str(c.details.get("normalizer")) for r in runs for k, c in r.results.cells.items()
                           if k == "corruptions/mCE"})
     note = f"mCE normalised by: {', '.join(normalizers)}." if normalizers else ""
-    return _table("Summary", runs, cols, note)
+    rows = {r.name: {c.key: r.results.cells[c.key] for c in cols if c.key in r.results.cells} for r in runs}
+    table = Table("Summary", cols, rows, note, show_ci=True)
+    drops = clean_drops(runs)
+    rel = "corruptions/relative_mCE"
+    table.mark_best(exclude={rel: set(drops)})
+    for name in drops:
+        if rel in rows[name]:
+            table.marks.setdefault(name, {})[rel] = "†"
+    if any(rel in rows[n] for n in drops):
+        table.note += (f" † not starred: clean accuracy more than {CLEAN_DROP_POINTS:g} points below the reference "
+                       "model's, so its relative mCE measures degradation from a lower start.")
+    return table
 
 
 def corruption_ce_table(runs: list[ModelRun]) -> Table | None:
-    cols = [_column(k, c, k.split("/")[-1]) for k, c in _keys(runs, lambda k, c: k.startswith("corruptions/CE/"))]
+    """CE per corruption, one short column per corruption (``gaussian_noise`` → ``gaussian``)."""
+    cols = [_column(k, c, k.split("/")[-1].split("_")[0])
+            for k, c in _keys(runs, lambda k, c: k.startswith("corruptions/CE/"))]
     if not cols:
         return None
     return _table("Corruption error per corruption (CE, %, lower is better)", runs, cols)
 
 
-def corruption_accuracy_table(runs: list[ModelRun]) -> Table | None:
-    """Top-1 accuracy per (corruption, severity) cell as stored, one column per cell."""
-    cols = [_column(k, c, "/".join(k.split("/")[1:])) for k, c in
-            _keys(runs, lambda k, c: c.suite == "corruptions" and c.metric == "top1_accuracy")]
-    if not cols:
+def corruption_grid(run: ModelRun) -> Table | None:
+    """One model's top-1 accuracy per corruption (rows) × severity (columns), cells as stored."""
+    cells = [c for c in run.results.cells.values() if c.suite == "corruptions" and c.metric == "top1_accuracy"]
+    if not cells:
         return None
-    return _table("Top-1 accuracy per corruption / severity (%)", runs, cols)
+    severities = sorted({int(c.details["severity"]) for c in cells})
+    cols = [Column(str(s), f"s{s}", "top1_accuracy", True) for s in severities]
+    rows: dict[str, dict[str, Cell]] = {}
+    for c in cells:
+        rows.setdefault(str(c.details["corruption"]), {})[str(int(c.details["severity"]))] = c
+    ns = sorted({c.n for c in cells if c.n})
+    note = f"n = {', '.join(map(str, ns))} images per cell" if ns else ""
+    return Table(run.name, cols, rows, note, row_header="corruption")
 
 
 def flip_probability_table(runs: list[ModelRun]) -> Table | None:
@@ -155,6 +232,47 @@ def flip_probability_table(runs: list[ModelRun]) -> Table | None:
     if not cols:
         return None
     return _table("ImageNet-P flip probability per perturbation (%, lower is better)", runs, cols)
+
+
+def threat_model_text(cell: Cell) -> str:
+    """One line of what an adversarial cell measured: norm, ε, steps, step size, restarts, n."""
+    t = cell.details.get("threat_model") or {}
+    parts = []
+    if t.get("norm"):
+        parts.append(f"{t['norm'].replace('Linf', 'L∞')}")
+    if isinstance(t.get("eps"), (int, float)):
+        label = t.get("eps_label") or f"{t['eps']:.4g}"
+        parts.append(f"ε = {label}")
+    if t.get("steps") is not None:
+        parts.append(f"{t['steps']} steps")
+    if isinstance(t.get("step_size"), (int, float)):
+        parts.append(f"step size {255 * t['step_size']:.3g}/255")
+    if t.get("restarts") is not None:
+        parts.append(f"{t['restarts']} restart{'s' if t['restarts'] != 1 else ''}")
+    if t.get("random_start"):
+        parts.append("random start")
+    if t.get("loss"):
+        parts.append(f"{t['loss']} loss")
+    if t.get("family") == "autoattack":
+        parts.append("AutoAttack " + str(t.get("version", "standard")))
+    if cell.n:
+        parts.append(f"n = {cell.n} images")
+    return ", ".join(parts) if parts else "threat model not recorded"
+
+
+def threat_model_lines(table: Table) -> list[tuple[str, str]]:
+    """(column title, threat-model text) for every adversarial column of ``table``; n ranges over models."""
+    out = []
+    for col in table.columns:
+        cells = [r[col.key] for r in table.rows.values() if col.key in r]
+        if not cells or not is_adversarial(col.key, cells[0]):
+            continue
+        text = threat_model_text(cells[0])
+        ns = sorted({c.n for c in cells if c.n})
+        if len(ns) > 1:
+            text = text.replace(f"n = {cells[0].n} images", f"n = {'/'.join(map(str, ns))} images (differs by model)")
+        out.append((col.title, text))
+    return out
 
 
 def is_adversarial(key: str, cell: Cell) -> bool:
@@ -167,7 +285,7 @@ def adversarial_title(key: str, cell: Cell) -> str:
     eps = re.search(r"eps=([0-9.]+(?:/[0-9.]+)?)", key)
     steps = re.search(r"steps=(\d+)", key)
     if parts[0] == "pgd" and eps:
-        return f"PGD-{steps.group(1) if steps else '?'} {parts[1]} ε={eps.group(1)} (%)"
+        return f"PGD-{steps.group(1) if steps else '?'} ε={eps.group(1)} (%)"
     rest = [p for p in parts[1:] if not p.startswith("eps=") and not p.replace(".", "").isdigit()]
     return " ".join(rest + ([f"ε={eps.group(1)}"] if eps else [])) + " (%)"
 
