@@ -167,12 +167,18 @@ def run_ablation(base: RunConfig, grid: dict[str, list[str]], out: Path, seeds: 
     result = AblationResult()
     combos = list(itertools.product(*[grid[a] for a in axes])) or [()]
     for combo in combos:
+        baseline = None  # (run folder, results) of a no-fine-tuning cell: the same for every seed
         for seed in seeds:
             cell = Cell(dict(zip(axes, combo)), seed)
             cfg = cell_config(base_dict, cell.values, seed)
-            log.info("ablation cell %s", cell.name)
-            res = run_cell(cfg, base, out / cell.name, ecfg, options or {})
-            result.rows.append({"values": cell.values, "seed": seed, "run": str(out / cell.name),
+            if cfg is None and baseline is not None:
+                run, res = baseline
+                log.info("ablation cell %s: the unchanged starting model, evaluated once (%s)", cell.name, run)
+            else:
+                log.info("ablation cell %s", cell.name)
+                run, res = out / cell.name, run_cell(cfg, base, out / cell.name, ecfg, options or {})
+                baseline = (run, res) if cfg is None else None
+            result.rows.append({"values": cell.values, "seed": seed, "run": str(run),
                                 "metrics": _metric_columns(res)})
             write_json(out / "ablation.json", {"axes": axes, "seeds": seeds, "rows": result.rows})
     result.table_md = summarise(result.rows, axes, columns)

@@ -45,3 +45,14 @@ def test_ablate_cli_runs_grid_and_skips_finished_cells(tmp_path):
     assert (tmp_path / "abl" / "method=gfn__k=3__seed=0" / "model.safetensors").stat().st_mtime_ns == stamp
     table = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| gfn | 3 |" in table and "| none | 1 |" in table
+
+
+def test_unchanged_baseline_is_evaluated_once_for_all_seeds(trained_tiny_run, tmp_path):
+    from robustune.ablation import run_ablation
+    from robustune.config import EvalConfig
+
+    base = load_config("configs/gfn_digits.yaml", [f"model.init_from={trained_tiny_run}"])
+    res = run_ablation(base, {"method": ["none"]}, tmp_path, [0, 1, 2], EvalConfig(suites=["clean"]))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["method=none__seed=0"]
+    assert len(res.rows) == 3 and len({r["run"] for r in res.rows}) == 1
+    assert "| none | 97" in res.table_md and "± 0.0" in res.table_md

@@ -41,6 +41,21 @@ def test_error_ranks_count_only_corruption_induced_mistakes():
         corruption_error_ranks(clean[:3], corrupt, labels, ranks)
 
 
+def test_error_rank_summary_pools_corruptions_against_the_uniform_share():
+    from robustune.analysis.error_ranks import summarize_error_ranks
+
+    ranks = neighbor_ranks(similarity_4())
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3])
+    h1 = corruption_error_ranks(labels, torch.tensor([1, 3, 0, 2, 2, 3, 2]), labels, ranks, "fog", 3, "m")
+    h2 = corruption_error_ranks(labels, torch.tensor([2, 0, 0, 1, 1, 2, 3]), labels, ranks, "snow", 3, "m")
+    s = summarize_error_ranks([h1, h2], ks=(1, 2))["m"]  # snow: one mistake, at rank 2
+    assert s["n_mistakes"] == h1.n_mistakes + 1 == sum(h1.counts) + 1
+    assert s["top_k"]["1"] == pytest.approx(h1.counts[0] / s["n_mistakes"])
+    assert s["top_k"]["2"] == pytest.approx((h1.counts[0] + h1.counts[1] + 1) / s["n_mistakes"])
+    assert s["uniform_top_k"] == {"1": pytest.approx(1 / 3), "2": pytest.approx(2 / 3)}
+    assert s["uniform_mean_rank"] == 2 and s["per_corruption"]["snow"]["n_mistakes"] == 1
+
+
 def test_intensity_histogram_uint8_equals_float_and_is_a_density():
     rng = np.random.default_rng(0)
     u8 = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)

@@ -52,3 +52,5 @@ def test_corrupt_eval_analyze_report_pipeline(tmp_path):
         assert sum(h["counts"]) == h["n_mistakes"] <= h["n_clean_correct"] <= 360
     assert set(json.loads((an / "similarity_heatmaps.json").read_text())["similarity"]) == {"a", "b"}
     assert (an / "pixel_intensity.png").exists()
+    summary = json.loads((an / "error_rank_summary.json").read_text())
+    assert summary["a"]["n_mistakes"] == sum(h["n_mistakes"] for h in data["histograms"] if h["model"] == "a")

@@ -83,3 +83,23 @@ def test_zero_shot_run_folder_needs_the_zeroshot_method(tmp_path):
     with pytest.raises(ConfigError, match="zeroshot"):
         write_zeroshot_run(load_config(None, ["model.name=clip:robustune-tiny-clip", "method.name=fap"]),
                            tmp_path / "x")
+
+
+def test_tiny_clip_pretraining_datasets_templates_and_cache_keys(bundle):
+    from robustune.clip.tiny import PRETRAIN_RECIPES, TinyCLIPRecipe, encode_text_trimmed, tiny_clip_path
+
+    assert set(PRETRAIN_RECIPES) >= {"digits", "digits_pairs"}
+    assert dataset_template("digits_pairs") == "a photo of the number {}."
+    assert resolve_templates("ensemble", "digits_pairs")[0] == "a photo of the number {}."
+    # the digits key predates the dataset / trim_text fields: caches made before stay valid
+    assert tiny_clip_path().name == "robustune-tiny-clip-digits-bac0457df140.safetensors"
+    pairs = tiny_clip_path(dataset="digits_pairs")
+    assert pairs.name.startswith("robustune-tiny-clip-digits_pairs-") and pairs != tiny_clip_path(
+        TinyCLIPRecipe(seed=1), dataset="digits_pairs")
+    with pytest.raises(ValueError, match="tiny CLIP pre-training dataset.*digits_pairs"):
+        tiny_clip_path(dataset="cifar10")
+    # trimming the padding after the end token does not change the text features
+    tokens = bundle.tokenizer(["a photo of the number 37.", "a handwritten 00.", "the number 9"])
+    with torch.no_grad():
+        torch.testing.assert_close(encode_text_trimmed(bundle.model, tokens), bundle.model.encode_text(tokens),
+                                   atol=1e-5, rtol=1e-5)

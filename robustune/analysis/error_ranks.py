@@ -57,3 +57,28 @@ def corruption_error_ranks(clean_pred: torch.Tensor, corrupt_pred: torch.Tensor,
     counts = torch.bincount(k, minlength=num_classes)[1:num_classes]
     return ErrorRankHistogram(corruption, severity, num_classes, counts.tolist(), int(clean_ok.sum()),
                               int(induced.sum()), model)
+
+
+def summarize_error_ranks(hists: list[ErrorRankHistogram], ks: tuple[int, ...] = (1, 5, 20)) -> dict:
+    """Per model: the share of mistakes in ranks 1..k, pooled over corruptions, vs. uniform.
+
+    Uniform expectation: a mistake landing on any of the C − 1 wrong classes alike puts
+    k / (C − 1) of the mistakes in ranks 1..k. Per corruption as well (each with its n).
+    """
+    out: dict = {}
+    for model in dict.fromkeys(h.model for h in hists):
+        own = [h for h in hists if h.model == model]
+        counts = [sum(c) for c in zip(*(h.counts for h in own))]
+        pooled = ErrorRankHistogram("all", own[0].severity, own[0].num_classes, counts,
+                                    sum(h.n_clean_correct for h in own), sum(h.n_mistakes for h in own), model)
+        wrong = pooled.num_classes - 1
+        out[model] = {
+            "num_classes": pooled.num_classes, "n_mistakes": pooled.n_mistakes,
+            "mean_rank": pooled.mean_rank, "uniform_mean_rank": (wrong + 1) / 2,
+            "top_k": {str(k): pooled.top_k_fraction(k) for k in ks},
+            "uniform_top_k": {str(k): min(k, wrong) / wrong for k in ks},
+            "per_corruption": {h.corruption: {"n_mistakes": h.n_mistakes, "mean_rank": h.mean_rank,
+                                              "top_k": {str(k): h.top_k_fraction(k) for k in ks}}
+                               for h in own},
+        }
+    return out

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from robustune.analysis.error_ranks import ErrorRankHistogram, corruption_error_ranks
+from robustune.analysis.error_ranks import ErrorRankHistogram, corruption_error_ranks, summarize_error_ranks
 from robustune.analysis.intensity import intensity_histogram
 from robustune.analysis.plots import (
     plot_error_rank_histograms,
@@ -23,6 +23,7 @@ from robustune.analysis.plots import (
 )
 from robustune.data.benchmarks import available_cells, corruption_folder
 from robustune.eval.clean import predict
+from robustune.utils import write_json
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, ou
                 raise ValueError(f"labels of {root}/{c} do not match the clean {run_split!r} split")
             hists.append(corruption_error_ranks(clean_pred[index], pred, y, ranks, c, severity, label))
             hists[-1].extra["ranked_by_similarity_of"] = ranked_by
+    write_json(out / "error_rank_summary.json", summarize_error_ranks(hists))
     written = [plot_error_rank_histograms(hists, out / "error_ranks.png"),
                plot_similarity_heatmaps(sims, classes, out / "similarity_heatmaps.png")]
     clean_h = intensity_histogram(stack_images(clean_ds, max_images_intensity), "clean")

@@ -4,8 +4,9 @@ Weights: ``None`` (random init, fine for timing), an open_clip pretrained tag (`
 ``"laion2b_s34b_b79k"`` …) fetched from the hub when online, or a local ``.safetensors`` /
 ``.pt`` / ``.bin`` file loaded with ``weights_only=True``. Offline without the file, the
 :class:`~robustune.models.WeightsUnavailableError` says what to download and where to put it.
-The project's tiny CLIP (``robustune-tiny-clip``) also accepts ``weights="digits"``: the project's
-own contrastive pre-training on the built-in digits, cached (see :mod:`robustune.clip.tiny`).
+The project's tiny CLIP (``robustune-tiny-clip``) also accepts ``weights="digits"`` or
+``weights="digits_pairs"``: the project's own contrastive pre-training on that built-in dataset,
+cached (see :mod:`robustune.clip.tiny`).
 """
 
 from __future__ import annotations
@@ -112,13 +113,14 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
     Args:
         name: an open_clip architecture (``ViT-B-32``, ``ViT-B-16``, ``robustune-tiny-clip``),
             with or without the ``clip:`` prefix of configs.
-        weights: ``None`` (random init), a pretrained tag, a local file, or ``"digits"`` for the
-            tiny CLIP pre-trained by :func:`robustune.clip.tiny.pretrain_tiny_clip`.
+        weights: ``None`` (random init), a pretrained tag, a local file, or ``"digits"`` /
+            ``"digits_pairs"`` for the tiny CLIP pre-trained on that dataset by
+            :func:`robustune.clip.tiny.pretrain_tiny_clip`.
         **kwargs: passed to ``open_clip.create_model`` (e.g. ``force_image_size``).
     """
     import open_clip
 
-    from robustune.clip.tiny import TINY_CLIP, register_tiny_clip, tiny_clip_weights
+    from robustune.clip.tiny import PRETRAIN_RECIPES, TINY_CLIP, register_tiny_clip, tiny_clip_weights
 
     register_tiny_clip()
     arch = strip_clip_prefix(name)
@@ -133,8 +135,8 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
             f"model.weights={weights!r} is read as a weights tag; for random initialisation use "
             "`model.weights: null` in YAML (--set model.weights=null)"
         )
-    if arch == TINY_CLIP and weights == "digits":
-        weights = str(tiny_clip_weights())
+    if arch == TINY_CLIP and weights in PRETRAIN_RECIPES:
+        weights = str(tiny_clip_weights(dataset=weights))
     tag = weights if weights is not None and not _is_file_ref(weights) else None
     if tag is not None and not open_clip.get_pretrained_cfg(arch, tag):
         tags = open_clip.list_pretrained_tags_by_model(arch)

@@ -24,6 +24,7 @@ COOP_TEMPLATES: dict[str, str] = {
     "ucf101": "a photo of a person doing {}.",
     "imagenet": "a photo of a {}.",
     "digits": "a photo of the digit {}.",
+    "digitspairs": "a photo of the number {}.",  # ours: classes "00".."99" (robustune.data.digits_pairs)
 }
 
 ALIASES: dict[str, str] = {
@@ -49,6 +50,15 @@ DIGIT_TEMPLATES: list[str] = [
     "an image of a {}.",
 ]
 
+# Caption templates of the tiny CLIP's pre-training on digits_pairs and its zero-shot ensemble (ours).
+PAIR_TEMPLATES: list[str] = [
+    "a photo of the number {}.",
+    "a handwritten {}.",
+    "the number {}.",
+    "a blurry picture of the number {}.",
+    "an image of a {}.",
+]
+
 # A short general-purpose ensemble (a subset of CLIP's ImageNet prompts).
 GENERIC_ENSEMBLE: list[str] = [
     "a photo of a {}.",
@@ -61,7 +71,8 @@ GENERIC_ENSEMBLE: list[str] = [
     "itap of a {}.",
 ]
 
-ENSEMBLES: dict[str, list[str]] = {"digits": DIGIT_TEMPLATES, "generic": GENERIC_ENSEMBLE}
+ENSEMBLES: dict[str, list[str]] = {"digits": DIGIT_TEMPLATES, "digitspairs": PAIR_TEMPLATES,
+                                   "generic": GENERIC_ENSEMBLE}
 
 
 def _key(dataset: str) -> str:
@@ -80,7 +91,7 @@ def resolve_templates(spec: str | list[str] | None, dataset: str) -> list[str]:
     """Templates from a config value.
 
     ``None`` or ``"dataset"``: the dataset's CoOp template; ``"ensemble"``: the dataset's ensemble
-    (digits) or the generic one; a named ensemble; a literal template with ``{}``; or a list.
+    (digits, digits_pairs) or the generic one; a named ensemble; a literal template with ``{}``; or a list.
     """
     if spec is None or spec == "dataset":
         return [dataset_template(dataset)]

@@ -7,6 +7,7 @@ from robustune.data.transforms import build_transform
 
 # Import for registration side effects.
 from robustune.data import digits as _digits  # noqa: F401,E402
+from robustune.data import digits_pairs as _digits_pairs  # noqa: F401,E402
 from robustune.data import folder as _folder  # noqa: F401,E402
 from robustune.data import torchvision_sets as _tv  # noqa: F401,E402
 from robustune.data import coop as _coop  # noqa: F401,E402
