@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# GFN on digits_pairs (100 classes) — the commands behind the digits_pairs section of docs/results.md:
+#   bash scripts/gfn_pairs_results.sh [OUT=runs/gfn_pairs_results] [STAGES="erm c fig2 baseline table3 table4 table5"]
+# (SEVERITIES=5 SEEDS=0,1,2 WORKERS=1 by default; ROBUSTUNE / PYTHON name the commands.)
+# 1. erm    the ERM "pre-trained" model (configs/erm_digits_pairs.yaml; reused if present),
+# 2. c      digits_pairs-C: the 15 common corruptions of the test split (3,000 images) at
+#           $SEVERITIES (default 5: the severity of the paper's Tables 4-5), PNG, resumable,
+# 3. fig2   GFN Sec. 3.1 / Fig. 2 on the ERM model: error-rank histograms of corruption-induced
+#           mistakes per severity ($OUT/fig2_s<sev>/error_ranks.{png,json}, error_rank_summary.json),
+# 4. baseline the ERM model unchanged ($OUT/baseline, evaluated once: it normalises every CE) and
+#           $OUT/fig2_s<sev>/digit_share.json (its mistakes that keep one of the two digits),
+# 5. table3 Adv. / Nbr. / GFN with each loss reading, seeds 0,1,2: clean accuracy and digits_pairs-C
+#           (mean accuracy, mCE and relative mCE normalised by the ERM model, motion blur sev. 5),
+# 6. table4 GFN (rank_weighted) with k = 5, 10, 20, 30, 40, seeds 0,1,2,
+# 7. table5 GFN (rank_weighted) with α = 0.9, 0.7, 0.5, 0.2, 0.1, seeds 0,1,2.
+# Every step resumes: rerunning skips finished cells (robustune ablate), files (corrupt) and runs.
+set -euo pipefail
+OUT=${1:-runs/gfn_pairs_results}
+STAGES=${2:-"erm c fig2 baseline table3 table4 table5"}
+RT=${ROBUSTUNE:-.venv/bin/robustune}
+SEVERITIES=${SEVERITIES:-5}
+SEEDS=${SEEDS:-0,1,2}
+C="$OUT/digits_pairs-c"
+COLS="clean,corruptions/mean_corruption_accuracy,corruptions/mCE,corruptions/relative_mCE,corruptions/motion_blur/5"
+REF="reference_results=$OUT/baseline/method=none__seed=0/eval/results.json"
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+ablate() {  # ablate OUT_NAME GRID...
+  local name=$1; shift
+  "$RT" ablate configs/gfn_digits_pairs.yaml --set "model.init_from=$OUT/erm" "$@" --seeds "$SEEDS" \
+    --suite clean,corruptions --option "corruption_root=$C" --option "$REF" --columns "$COLS" \
+    --out "$OUT/$name"
+}
+if has erm && [ ! -f "$OUT/erm/model.safetensors" ]; then
+  "$RT" train configs/erm_digits_pairs.yaml --out "$OUT/erm" --resume
+fi
+if has c; then
+  "$RT" corrupt digits_pairs --out "$C" --severities "$SEVERITIES" --workers "${WORKERS:-1}"
+fi
+if has fig2; then
+  for s in ${SEVERITIES//,/ }; do
+    "$RT" analyze "$OUT/erm" --corruption-root "$C" --severity "$s" --out "$OUT/fig2_s$s"
+  done
+fi
+if has baseline; then
+  ablate baseline --grid method=none  # the ERM row, evaluated once; its results normalise the CEs
+  # the similarity-free check of Fig. 2: mistakes that keep one of the two digits (uniform 18/99)
+  for s in ${SEVERITIES//,/ }; do
+    "${PYTHON:-.venv/bin/python}" scripts/pairs_digit_share.py "$OUT/baseline/method=none__seed=0/eval" \
+      --severity "$s" --out "$OUT/fig2_s$s/digit_share.json"
+  done
+fi
+if has table3; then
+  ablate table3 --grid method=adv_untargeted,nbr,gfn:rank_weighted,gfn:neighbor_suppression,gfn:neighbor_margin
+fi
+if has table4; then
+  ablate table4 --grid k=5,10,20,30,40
+fi
+if has table5; then
+  ablate table5 --grid alpha=0.9,0.7,0.5,0.2,0.1
+fi
+echo "outputs under $OUT: fig2_s*/error_rank_summary.json, {baseline,table3,table4,table5}/ablation.md"
