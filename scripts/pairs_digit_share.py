@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from robustune.eval.results import load_per_sample, load_results
+from robustune.eval.results import EvalResults, load_per_sample
 from robustune.utils import write_json
 
 
 def digit_share(eval_dir: Path, severity: int) -> dict:
     clean = load_per_sample(eval_dir, "clean")
-    cells = [k for k in load_results(eval_dir / "results.json").cells if k.endswith(f"/{severity}")
+    cells = [k for k in EvalResults.load(eval_dir / "results.json").cells if k.endswith(f"/{severity}")
              and k.startswith("corruptions/") and k.count("/") == 2]
     out, total = {}, torch.zeros(3, dtype=torch.long)
     for key in sorted(cells):

@@ -1,0 +1,80 @@
+"""One severity's corruption metrics from ``robustune ablate`` tables, mean ± std over seeds.
+
+    python scripts/severity_table.py REFERENCE_ABLATION_JSON ABLATION_JSON... --severity 1 [--out F.json]
+
+``ablation.json`` keeps every evaluated cell of every run, so the metrics of one severity can be
+read back without evaluating again: mean corruption accuracy over the 15 common corruptions at
+that severity, mCE at that severity (CE_c = error_c / reference error_c, the reference being the
+first file's first row, e.g. the unchanged ERM model; mCE = 100 · mean_c CE_c) and motion blur's
+accuracy. Prints a Markdown table (values in %, mean ± std over seeds, n seeds per row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS
+from robustune.utils import write_json
+
+
+def _acc(metrics: dict, corruption: str, severity: int) -> float:
+    key = f"corruptions/{corruption}/{severity} [top1_accuracy]"
+    if key not in metrics:
+        raise KeyError(f"{key} missing: evaluate the run on severity {severity} first")
+    return metrics[key]
+
+
+def row_metrics(metrics: dict, ref: dict, severity: int) -> dict[str, float]:
+    accs = {c: _acc(metrics, c, severity) for c in COMMON_CORRUPTIONS}
+    ce = [(1 - accs[c]) / (1 - _acc(ref, c, severity)) for c in COMMON_CORRUPTIONS]
+    return {"clean": 100 * metrics["clean [top1_accuracy]"],
+            "mean_corruption_acc": 100 * statistics.fmean(accs.values()),
+            "mCE": 100 * statistics.fmean(ce), "motion_blur": 100 * accs["motion_blur"]}
+
+
+def summarise(files: list[Path], severity: int) -> list[dict]:
+    tables = [json.loads(f.read_text()) for f in files]
+    ref = tables[0]["rows"][0]["metrics"]
+    groups: dict[str, list[dict]] = {}
+    for table in tables:
+        for row in table["rows"]:
+            label = ", ".join(f"{k}={v}" for k, v in row["values"].items())
+            groups.setdefault(label, []).append(row_metrics(row["metrics"], ref, severity))
+    out = []
+    for label, rows in groups.items():
+        entry = {"row": label, "seeds": len(rows)}
+        for k in rows[0]:
+            vals = [r[k] for r in rows]
+            entry[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        out.append(entry)
+    return out
+
+
+def markdown(rows: list[dict], severity: int) -> str:
+    cols = ["clean", "mean_corruption_acc", "mCE", "motion_blur"]
+    head = ["row", "clean acc", f"mean corruption acc (sev. {severity})", f"mCE ↓ (sev. {severity})",
+            f"motion blur sev. {severity} acc", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r[c]['mean']:.1f}" + (f" ± {r[c]['std']:.1f}" if r["seeds"] > 1 else "") for c in cols]
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {r['seeds']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", type=Path, nargs="+", help="ablation.json files; the first one's first row is the reference")
+    ap.add_argument("--severity", type=int, required=True)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    rows = summarise(args.files, args.severity)
+    if args.out:
+        write_json(args.out, {"severity": args.severity, "reference": str(args.files[0]), "rows": rows})
+    print(markdown(rows, args.severity))
+
+
+if __name__ == "__main__":
+    main()
