@@ -107,7 +107,8 @@ def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalCo
 
 
 # Cells whose values are already percentages (CE-style ratios × 100): not scaled again.
-PERCENT_METRICS = {"mCE", "CE", "relative_mCE", "relative_CE", "mFR", "FR", "mT5D", "T5D"}
+PERCENT_METRICS = {"mCE", "CE", "relative_mCE", "relative_CE", "mFR", "FR", "mT5D", "T5D",
+                   "unnormalized_mCE", "unnormalized_CE"}
 
 
 def headline(metric: str) -> bool:

@@ -140,7 +140,8 @@ def cells_html(run: ModelRun) -> str:
     rows = []
     for key, cell in run.results.cells.items():
         ci = f"[{cell.ci95[0]:.4f}, {cell.ci95[1]:.4f}]" if cell.ci95 else ""
-        shown = format_value(cell) + (" %" if is_fraction(cell.metric) or cell.metric in ("mCE", "CE") else "")
+        percent = is_fraction(cell.metric) or cell.metric in ("mCE", "CE", "unnormalized_mCE", "unnormalized_CE")
+        shown = format_value(cell) + (" %" if percent else "")
         rows.append(f"<tr><td class='model'>{_e(key)}</td><td>{_e(cell.metric)}</td>"
                     f"<td data-key='{_e(key)}' data-value='{cell.value!r}'>{cell.value!r}</td><td>{shown}</td>"
                     f"<td>{cell.n if cell.n is not None else ''}</td><td>{ci}</td></tr>")
