@@ -199,8 +199,7 @@ def corruption_summary_cells(results: EvalResults, options: Mapping[str, Any], n
     reference = _choose_reference(options, errors, n_classes)
     try:
         summary = cm.summarize_corruptions(errors, clean, reference)
-    except ValueError as exc:
-        log.warning("mCE not computed: %s", exc)
+    except ValueError as exc:  # logged below with the other reasons
         summary = cm.summarize_corruptions(errors, clean, None)
         summary.mce_note = str(exc)
     for what, note in (("mCE", summary.mce_note if summary.mce is None else None),
