@@ -77,6 +77,13 @@ def test_analyze_names_a_missing_split(photo_run, tmp_path, capsys):
                "--out", str(tmp_path / "a")) == 2
     err = capsys.readouterr().err
     assert "generated from the 'val' split" in err and "--split val" in err
+    plain = tmp_path / "plain-c"  # a copy of a class folder records no split: the split rule applies
+    assert cli("corrupt", str(root / "val"), "--out", str(plain), "--corruptions", "contrast", "--severities", "3") == 0
+    capsys.readouterr()
+    assert cli("analyze", str(run), "--corruption-root", str(plain), "--split", "test",
+               "--out", str(tmp_path / "a")) == 2
+    assert "split 'test' not found" in capsys.readouterr().err  # was: RuntimeError index 2 out of bounds
+    assert not (tmp_path / "a").exists()
 
 
 def test_training_without_the_configured_test_split_is_an_error(tmp_path):
