@@ -144,6 +144,9 @@ def test_flat_root_needs_a_held_out_fraction(tmp_path):
     root = write_tree(tmp_path / "photos", {"": ("ant", "bee", "cat")}, n=5)
     with pytest.raises(FileNotFoundError, match=r"same images.*data.val_fraction=0.2"):
         load_splits(load_config(None, [*TINY, f"data.root={root}"]).data)
+    split_root = write_tree(tmp_path / "split", {"train": ("ant", "bee"), "val": ("ant", "bee")})
+    with pytest.raises(FileNotFoundError, match=r"Point data.root at .*split' \(it holds the splits train, val\)"):
+        load_splits(load_config(None, [*TINY, f"data.root={split_root / 'train'}"]).data)  # --set data.root=photos/train
     cfg = load_config(None, [*TINY, f"data.root={root}", "data.val_fraction=0.4"]).data
     a, b = load_splits(cfg), load_splits(cfg)
     train = {p for p, _ in a.train.samples}

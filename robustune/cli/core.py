@@ -43,7 +43,8 @@ def train(
     except (*USER_ERRORS, TrainingDivergedError) as exc:
         fail(str(exc))
     if result.already_finished:
-        typer.echo(f"{result.run_dir} already finished ({cfg.train.epochs} epochs): nothing was changed")
+        typer.echo(f"{result.run_dir} already finished ({cfg.train.epochs} epoch"
+                   f"{'s' if cfg.train.epochs != 1 else ''}): nothing was changed")
         return
     typer.echo(f"trained {cfg.method.name} into {result.run_dir} (val accuracy {result.val_accuracy})")
 

@@ -184,11 +184,14 @@ def held_out_indices(targets: list[int], fraction: float, seed: int) -> list[int
 
 def _flat_split(base: Path, split: str, val_fraction: float | None, seed: int, **kwargs) -> Dataset:
     if val_fraction is None:
+        siblings = split_folders(base.parent) if base.parent != base else []
+        layout = (f"Point data.root at {str(base.parent)!r} (it holds the splits {', '.join(siblings)})"
+                  if base.name in siblings and len(siblings) > 1 else
+                  f"Lay it out as {str(base / 'train')}/<class>/ and {str(base / 'val')}/<class>/")
         raise MissingSplitError(
             f"{str(base)!r} holds class folders directly (no train/ val/ test/ sub-folders), so train, "
             "val and test would be the same images and validation accuracy would be measured on "
-            f"training images. Lay it out as {str(base / 'train')}/<class>/ and {str(base / 'val')}/<class>/, "
-            "or set data.val_fraction=0.2 to hold out a seeded 20 % of each class")
+            f"training images. {layout}, or set data.val_fraction=0.2 to hold out a seeded 20 % of each class")
     ds = ImageFolderDataset(base, **kwargs)
     held = held_out_indices(ds.targets, val_fraction, seed)
     if split == "train":
