@@ -1,19 +1,33 @@
 # Two commands set everything up: `make demo` and `make test`.
+# CPU-only machines: `make demo CPU=1` installs torch / torchvision from PyTorch's CPU wheel index
+# (no CUDA libraries: ~1 GB instead of ~6 GB); the rest of requirements.lock is unchanged.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.robustune-installed
+CPU ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+CUDA_ONLY := ^(nvidia-|cuda-|triton==)
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all bench check-report clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -r requirements.lock
+	@echo "== installing into $(VENV) (pip shows its progress; a few minutes on a first install)"
+	$(PY) -m pip install --upgrade "pip>=24"
+ifeq ($(CPU),1)
+	@echo "== CPU-only torch from $(TORCH_CPU_INDEX)"
+	$(PY) -m pip install --index-url $(TORCH_CPU_INDEX) $$(grep -E '^(torch|torchvision)==' requirements.lock)
+	grep -vE '$(CUDA_ONLY)' requirements.lock > $(VENV)/requirements-cpu.txt
+	$(PY) -m pip install -r $(VENV)/requirements-cpu.txt
+else
+	$(PY) -m pip install -r requirements.lock
+endif
 	# AutoAttack components; --no-deps keeps its unused `requests~=2.25.1` pin out (docs/adversarial-evaluation.md)
-	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --no-deps torchattacks==3.5.1
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+	@echo "== installed: $(VENV)/bin/robustune"
 
 demo: $(STAMP)
 	$(VENV)/bin/robustune demo
@@ -26,6 +40,10 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# Renders runs/demo/report.html in headless Chromium (Debian: apt-get install chromium) → report.png
+check-report:
+	bash scripts/screenshot_report.sh runs/demo/report.html runs/demo/report.png 1280x2000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,35 +1,93 @@
 """``robustune demo``: the whole pipeline on the built-in digits, resumable, in a few minutes.
 
-1. Pre-train ``vit_tiny32`` with ERM (cached in ``cache_dir()/demo``: reruns reuse it).
-2. Fine-tune it with ``pgd_at`` and with GFN and its baselines (``adv_untargeted``, ``nbr``, ``gfn``).
-3. Generate digits-C once (15 corruptions × severities 1, 3, 5; cached).
-4. Evaluate every model: clean accuracy, PGD-10 L∞ accuracy over a range of ε, and corruption
-   accuracy with CE / mCE normalised by the ERM model.
-5. CLIP: the tiny CLIP (pre-trained by the project on digits, cached) zero-shot, FAP, ER-APT and
-   its two ablations, base-to-new on digits (16 shots on classes 0-4), natural and PGD accuracy.
-6. Analyses (error-rank histograms, similarity heatmaps, intensity histograms) and the report:
-   ``report.html`` (self-contained), ``report.md`` + PNGs, ``report.json``.
+Stages (each skipped when its output exists, so an interrupted demo resumes):
 
-Every stage is skipped when its output exists, so an interrupted demo resumes.
+1. Pre-train ``vit_tiny32`` with ERM (cached in ``cache_dir()/demo``: later demos reuse it).
+2. Fine-tune that model with ``pgd_at`` and with GFN and its baselines (``adv_untargeted``,
+   ``nbr``, ``gfn``); every fine-tuning starts from the one cached ERM model.
+3. Generate digits-C once (15 corruptions × severities 1, 3, 5 of the 360 test images; cached).
+4. Evaluate every model on the test split: clean accuracy, PGD-10 L∞ accuracy at ε = 1, 2, 4,
+   8/255, and corruption accuracy with CE / mCE normalised by the ERM model.
+5. Analyses (GFN Sec. 3.1) of the ERM and GFN models.
+6. CLIP: the tiny CLIP (pre-trained by the project on digits, cached) zero-shot, FAP, ER-APT and
+   its two ablations, base-to-new on digits (16 shots of classes 0-4).
+7. The report: ``report.html`` (self-contained), ``report.md`` + PNGs, ``report.json``.
+
+The demo's budgets (epochs, ε grid, PGD steps, evaluation subsets) are ours, chosen so the whole
+demo fits in a few minutes on 2 CPU cores; ``timings.json`` records each stage's wall and CPU time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from robustune.config import EvalConfig, RunConfig, dump_config, load_config
-from robustune.utils import cache_dir, resolve_device
+from robustune.utils import cache_dir, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-DEMO_EPS = [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]
+DEMO_EPS = [1 / 255, 2 / 255, 4 / 255, 8 / 255]
 DEMO_METHODS = ["pgd_at", "adv_untargeted", "nbr", "gfn"]
 DEMO_SEVERITIES = [1, 3, 5]
-CLIP_METHODS = ["zeroshot", "clip_tiny_digits_fap", "clip_tiny_digits_erapt",
-                "clip_tiny_digits_erapt_noevo", "clip_tiny_digits_erapt_fixed"]
+# Ours: the demo's budgets. Full: enough epochs for the orderings to show; quick: a smoke test.
+BUDGET = {
+    False: {"erm_epochs": None, "finetune_epochs": 4, "pgd_steps": 10, "eps": DEMO_EPS, "clip_epochs": 2,
+            "clip_n_eval": 100, "clip_pgd_steps": 5},
+    True: {"erm_epochs": 3, "finetune_epochs": 1, "pgd_steps": 3, "eps": [2 / 255, 8 / 255], "clip_epochs": 1,
+           "clip_n_eval": 60, "clip_pgd_steps": 3},
+}
+CLIP_METHODS = {"zeroshot": "zero-shot CLIP", "clip_tiny_digits_fap": "FAP",
+                "clip_tiny_digits_erapt": "ER-APT", "clip_tiny_digits_erapt_noevo": "ER-APT w/o evolution",
+                "clip_tiny_digits_erapt_fixed": "ER-APT w/o dynamic weighting"}
+
+
+class DemoProgress(Protocol):
+    """What the demo tells its caller (the CLI draws it; the default only logs)."""
+
+    def start(self, index: int, total: int, label: str, estimate: float) -> None: ...
+    def advance(self, fraction: float) -> None: ...
+    def finish(self, seconds: float, skipped: bool) -> None: ...
+    def line(self, text: str) -> None: ...
+
+
+class LogProgress:
+    def start(self, index: int, total: int, label: str, estimate: float) -> None:
+        log.info("[%d/%d] %s", index, total, label)
+
+    def advance(self, fraction: float) -> None:
+        pass
+
+    def finish(self, seconds: float, skipped: bool) -> None:
+        log.info("  done in %.1f s%s", seconds, " (cached)" if skipped else "")
+
+    def line(self, text: str) -> None:
+        log.info("%s", text)
+
+
+@dataclass
+class Stage:
+    key: str
+    label: str
+    estimate: float  # seconds on 2 quiet cores (ours, measured; drives the ETA until real times come)
+    run: Callable[[], Any]
+    done: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    report_md: Path
+    report_html: Path
+    runs: dict[str, Path]
+    results: dict[str, Any]
+    clip_rows: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def demo_config(name: str, overrides: list[str] | None = None) -> RunConfig:
@@ -39,17 +97,18 @@ def demo_config(name: str, overrides: list[str] | None = None) -> RunConfig:
     return load_config(path, overrides)
 
 
-def _quick(quick: bool, epochs: int) -> list[str]:
-    return [f"train.epochs={epochs}"] if quick else []
+def erm_run_dir(quick: bool) -> tuple[RunConfig, Path]:
+    epochs = BUDGET[quick]["erm_epochs"]
+    cfg = demo_config("erm", [f"train.epochs={epochs}"] if epochs else [])
+    digest = hashlib.sha256(dump_config(cfg).encode()).hexdigest()[:10]
+    return cfg, cache_dir() / "demo" / f"erm_digits-{digest}"
 
 
 def ensure_pretrained(quick: bool = False) -> Path:
     """The cached ERM model (trained on first use; resumed if a previous run was interrupted)."""
     from robustune.engine import train
 
-    cfg = demo_config("erm", _quick(quick, 3))
-    digest = hashlib.sha256(dump_config(cfg).encode()).hexdigest()[:10]
-    run_dir = cache_dir() / "demo" / f"erm_digits-{digest}"
+    cfg, run_dir = erm_run_dir(quick)
     if (run_dir / "model.safetensors").exists():
         log.info("using the cached ERM model %s", run_dir)
         return run_dir
@@ -65,10 +124,14 @@ def finetune(method: str, init_from: Path, out: Path, quick: bool) -> Path:
     if (run_dir / "model.safetensors").exists():
         log.info("%s: already trained (%s)", method, run_dir)
         return run_dir
-    cfg = demo_config(method, [f"model.init_from={init_from}", *_quick(quick, 1)])
+    cfg = demo_config(method, [f"model.init_from={init_from}", f"train.epochs={BUDGET[quick]['finetune_epochs']}"])
     log.info("fine-tuning with %s", method)
     train(cfg, run_dir, resume=True)
     return run_dir
+
+
+def corrupted_dir(quick: bool) -> Path:
+    return cache_dir() / ("digits-c-quick" if quick else "digits-c-s" + "".join(map(str, DEMO_SEVERITIES)))
 
 
 def ensure_digits_c(quick: bool) -> Path:
@@ -77,9 +140,7 @@ def ensure_digits_c(quick: bool) -> Path:
 
     corruptions = ["gaussian_noise", "motion_blur", "contrast"] if quick else "common"
     severities = [3] if quick else DEMO_SEVERITIES
-    tag = "quick" if quick else "s" + "".join(map(str, severities))
-    return ensure_corrupted_dataset("digits", cache_dir() / f"digits-c-{tag}", corruptions, severities,
-                                    workers=2)
+    return ensure_corrupted_dataset("digits", corrupted_dir(quick), corruptions, severities, workers=2)
 
 
 def evaluate_run(run_dir: Path, out: Path, quick: bool, corruption_root: Path | None = None,
@@ -90,52 +151,40 @@ def evaluate_run(run_dir: Path, out: Path, quick: bool, corruption_root: Path | 
     cfg = load_config(run_dir / "config.yaml")
     model, dataset, classes, info = load_run_model(cfg, run_dir, "test")
     suites = ["clean", "pgd"] + (["corruptions"] if corruption_root else [])
-    ecfg = EvalConfig(suites=suites, eps=DEMO_EPS[::2] if quick else DEMO_EPS,
-                      pgd_steps=3 if quick else 10)
+    ecfg = EvalConfig(suites=suites, eps=list(BUDGET[quick]["eps"]), pgd_steps=BUDGET[quick]["pgd_steps"])
     options = {"corruption_root": str(corruption_root)} if corruption_root else {}
     if reference is not None:
         options["reference_results"] = str(reference)
     return evaluate(model, dataset, ecfg, out, classes=classes, model_info=info["model"],
                     dataset_info=info["dataset"], device=resolve_device(cfg.train.device),
-                    batch_size=cfg.data.eval_batch_size,
-                    options=options)
-
-
-def run_demo(out: str | Path = "runs/demo", quick: bool = False,
-             methods: list[str] | None = None, clip: bool = True) -> Path:
-    """Run the demo into ``out``; returns the path of ``report.md``."""
-    from robustune.methods import METHODS
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = {"erm": ensure_pretrained(quick)}
-    for method in methods or DEMO_METHODS:
-        if method not in METHODS:
-            log.warning("method %s is not available in this build; skipped", method)
-            continue
-        runs[method] = finetune(method, runs["erm"], out, quick)
-    corrupted = ensure_digits_c(quick)
-    reference = out / "eval" / "erm" / "results.json"
-    results = {name: evaluate_run(run, out / "eval" / name, quick, corrupted, reference)
-               for name, run in runs.items()}
-    analysis = run_analyses(runs, corrupted, out / "analysis")
-    clip_table = run_clip_stage(out / "clip", quick) if clip else None
-    return write_reports(results, out, runs, analysis, clip_table)
+                    batch_size=cfg.data.eval_batch_size, options=options)
 
 
 def run_clip_stage(out: Path, quick: bool) -> Path:
     """Base-to-new on digits with the tiny CLIP: zero-shot, FAP, ER-APT, w/o evolution, w/o weighting."""
     from robustune.fewshot.protocol import ProtocolConfig, run_protocol
 
+    b = BUDGET[quick]
     base = load_config(CONFIG_DIR / "clip_tiny_digits_fap.yaml")
     methods = [m if m == "zeroshot" else str(CONFIG_DIR / f"{m}.yaml") for m in CLIP_METHODS]
     protocol = ProtocolConfig(datasets=["digits"], seeds=[1], settings=["base2new"], shots=[16],
                               methods=methods[:3] if quick else methods, eps=[1 / 255, 4 / 255],
-                              pgd_steps=3 if quick else 10, n_eval=60 if quick else None,
-                              overrides=[f"train.epochs={1 if quick else 5}"])
+                              pgd_steps=b["clip_pgd_steps"], pgd_alpha=None, n_eval=b["clip_n_eval"],
+                              overrides=[f"train.epochs={b['clip_epochs']}"])
     log.info("CLIP stage: tiny CLIP base-to-new (%s)", ", ".join(CLIP_METHODS))
     run_protocol(base, protocol, out)
-    return out / "table.md"
+    return out / "table.json"
+
+
+def clip_display_name(label: str) -> str:
+    """A protocol label (``fap``, ``clip_tiny_digits_erapt_noevo``, …) → the demo's display name."""
+    return CLIP_METHODS.get(label, CLIP_METHODS.get(f"clip_tiny_digits_{label}", label))
+
+
+def clip_names(table_json: Path) -> dict[str, str]:
+    from robustune.utils import read_json
+
+    return {row["method"]: clip_display_name(row["method"]) for row in read_json(table_json)["rows"]}
 
 
 def run_analyses(runs: dict[str, Path], corrupted: Path, out: Path) -> Path:
@@ -147,20 +196,150 @@ def run_analyses(runs: dict[str, Path], corrupted: Path, out: Path) -> Path:
     return out
 
 
-def write_reports(results, out: Path, runs: dict[str, Path], analysis: Path,
-                  clip_table: Path | None = None) -> Path:
+def write_reports(out: Path, runs: dict[str, Path], analysis: Path | None,
+                  clip_table: Path | None = None) -> tuple[Path, Path]:
     from robustune.report import write_report
-    from robustune.utils import write_json
+    from robustune.report.clip import clip_section
 
-    evals = [out / "eval" / name for name in results]
-    extra = None
+    evals = [out / "eval" / name for name in runs]
+    sections = []
     if clip_table is not None and clip_table.exists():
-        extra = ("CLIP: tiny CLIP, digits base-to-new (FAP, ER-APT and ablations)",
-                 clip_table.read_text())
-    write_report(evals, out / "report.html", title="robustune demo — digits", analysis_dirs=[analysis],
-                 extra_markdown=extra)
-    md = write_report(evals, out / "report.md", title="robustune demo — digits",
-                      analysis_dirs=[analysis], extra_markdown=extra)
+        sections.append(clip_section(clip_table, "CLIP: tiny CLIP, digits base-to-new (FAP, ER-APT, ablations)",
+                                     clip_names(clip_table)))
+    kw = dict(title="robustune demo — digits", analysis_dirs=[analysis] if analysis else [],
+              sections=sections, skip_unreadable=True)
+    html = write_report(evals, out / "report.html", **kw)
+    md = write_report(evals, out / "report.md", **kw)
+    return md, html
+
+
+class _EpochWatcher(logging.Handler):
+    """Turns the trainer's "epoch e/E" log records into stage progress (no change to the engine)."""
+
+    def __init__(self, progress: DemoProgress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith("epoch %d/%d") and record.args:
+            done, total = record.args[0], record.args[1]
+            self.progress.advance(done / max(total, 1))
+
+
+def run_stages(stages: list[Stage], progress: DemoProgress) -> list[dict[str, Any]]:
+    """Run every stage in order, timing each (wall and CPU seconds of this process)."""
+    watcher = _EpochWatcher(progress)
+    trainer_log = logging.getLogger("robustune.engine.trainer")
+    timings = []
+    for i, stage in enumerate(stages, 1):
+        cached = stage.done()
+        progress.start(i, len(stages), stage.label, 0.5 if cached else stage.estimate)
+        t0, c0 = time.perf_counter(), time.process_time()
+        trainer_log.addHandler(watcher)
+        try:
+            stage.run()
+        finally:
+            trainer_log.removeHandler(watcher)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        progress.finish(wall, cached)
+        timings.append({"stage": stage.key, "label": stage.label, "seconds": round(wall, 2),
+                        "cpu_seconds": round(cpu, 2), "cached": cached})
+    return timings
+
+
+def eval_line(name: str, results) -> str:
+    """``gfn: clean 95.3 % (92.6–97.0) · PGD-10 ε=2/255 41.2 % · mCE 88.1 %`` — one model's headline."""
+    from robustune.report.tables import format_ci
+
+    cells = results.cells
+    parts = []
+    if "clean" in cells:
+        parts.append(f"clean {100 * cells['clean'].value:.1f} % ({format_ci(cells['clean'])})")
+    pgd = sorted((c for c in cells.values() if c.suite == "pgd"), key=lambda c: c.details["threat_model"]["eps"])
+    if pgd:
+        c = pgd[min(1, len(pgd) - 1)]
+        t = c.details["threat_model"]
+        parts.append(f"PGD-{t['steps']} ε={t['eps_label']} {100 * c.value:.1f} % ({format_ci(c)})")
+    if "corruptions/mCE" in cells:
+        parts.append(f"mCE {cells['corruptions/mCE'].value:.1f} %")
+    elif "corruptions/mean_corruption_accuracy" in cells:
+        parts.append(f"corruption acc. {100 * cells['corruptions/mean_corruption_accuracy'].value:.1f} %")
+    n = cells["clean"].n if "clean" in cells else None
+    label = results.model.get("run_name") or name  # the report's name for the model
+    return f"{label}: " + " · ".join(parts) + (f"  [n = {n}]" if n else "")
+
+
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, methods: list[str] | None = None,
+             clip: bool = True, progress: DemoProgress | None = None) -> DemoResult:
+    """Run (or resume) the demo into ``out``; ``timings.json`` there holds each stage's time."""
+    from robustune.methods import METHODS
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = progress or LogProgress()
+    chosen = [m for m in (methods or DEMO_METHODS) if m in METHODS]
+    for m in sorted(set(methods or DEMO_METHODS) - set(chosen)):
+        log.warning("method %s is not available in this build; skipped", m)
+    runs: dict[str, Path] = {}
+    results: dict[str, Any] = {}
+    state: dict[str, Path | None] = {"corrupted": None, "analysis": None, "clip": None}
+    reference = out / "eval" / "erm" / "results.json"
+
+    def pretrain() -> None:
+        runs["erm"] = ensure_pretrained(quick)
+
+    def tune(m: str) -> Callable[[], None]:
+        return lambda: runs.__setitem__(m, finetune(m, runs["erm"], out, quick))
+
+    def corrupt() -> None:
+        state["corrupted"] = ensure_digits_c(quick)
+
+    def evaluate_all() -> None:
+        for k, (name, run) in enumerate(runs.items()):
+            results[name] = evaluate_run(run, out / "eval" / name, quick, state["corrupted"], reference)
+            progress.line(eval_line(name, results[name]))
+            progress.advance((k + 1) / len(runs))
+
+    def analyses() -> None:
+        state["analysis"] = run_analyses(runs, state["corrupted"], out / "analysis")
+
+    def clip_stage() -> None:
+        state["clip"] = run_clip_stage(out / "clip", quick)
+
+    est = STAGE_SECONDS[quick]
+    stages = [Stage("pretrain", "pre-training vit_tiny32 with ERM (cached for later demos)", est["pretrain"],
+                    pretrain, lambda: (erm_run_dir(quick)[1] / "model.safetensors").exists())]
+    stages += [Stage(f"finetune_{m}", f"fine-tuning {m}", est.get(f"finetune_{m}", est["finetune"]), tune(m),
+                     lambda m=m: (out / m / "model.safetensors").exists()) for m in chosen]
+    stages += [Stage("digits_c", "generating digits-C (corrupted test images, cached)", est["digits_c"], corrupt,
+                     lambda: (corrupted_dir(quick) / "manifest.json").exists()),
+               Stage("evaluate", f"evaluating {len(chosen) + 1} models (clean, PGD, corruptions)",
+                     est["evaluate"] * (len(chosen) + 1), evaluate_all),
+               Stage("analyses", "analyses of erm and gfn (GFN Sec. 3.1)", est["analyses"], analyses)]
+    if clip:
+        stages.append(Stage("clip", f"CLIP: tiny CLIP base-to-new, {3 if quick else len(CLIP_METHODS)} methods",
+                            est["clip"], clip_stage, lambda: (out / "clip" / "table.json").exists()))
+    report: dict[str, Path] = {}
+    stages.append(Stage("report", "writing the report", est["report"],
+                        lambda: report.update(zip(("md", "html"), write_reports(out, runs, state["analysis"],
+                                                                                 state["clip"])))))
+    timings = run_stages(stages, progress)
+    write_json(out / "timings.json", {"quick": quick, "stages": timings,
+                                      "total_seconds": round(sum(t["seconds"] for t in timings), 2)})
     write_json(out / "report.json", {"models": {k: v.to_dict() for k, v in results.items()},
                                      "runs": {k: str(v) for k, v in runs.items()}})
-    return md
+    clip_rows = []
+    if state["clip"] is not None:
+        from robustune.utils import read_json
+
+        clip_rows = read_json(state["clip"])["rows"]
+    return DemoResult(out, report["md"], report["html"], runs, results, clip_rows, timings)
+
+
+# Ours, measured (docs/benchmarks.md, `benchmarks/demo_time.py`): seconds per stage on 2 quiet cores.
+# They only drive the ETA shown while a stage runs; the real times are printed at the end.
+STAGE_SECONDS = {
+    False: {"pretrain": 50, "finetune": 10, "finetune_pgd_at": 30, "digits_c": 16, "evaluate": 12,
+            "analyses": 10, "clip": 40, "report": 5},
+    True: {"pretrain": 8, "finetune": 3, "digits_c": 3, "evaluate": 3, "analyses": 5, "clip": 15, "report": 4},
+}

@@ -118,12 +118,26 @@ def demo(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """The whole pipeline on the built-in digits: pre-train, robustify, evaluate, report."""
+    import time
+
+    from rich.console import Console
+
+    from robustune.cli.demo_console import RichProgress, demo_logging, final_lines
     from robustune.demo import run_demo
     from robustune.engine.trainer import TrainingDivergedError
 
-    setup_logging(verbose)
-    try:
-        report = run_demo(out, quick=quick, clip=clip)
-    except (*USER_ERRORS, TrainingDivergedError) as exc:
-        fail(str(exc))
-    typer.echo(f"report: {report}")
+    started = time.perf_counter()
+    console = Console()
+    console.print(f"robustune demo{' --quick' if quick else ''} → {out}/  (details in {out / 'demo.log'})")
+    ui = RichProgress(console)
+    error = None
+    with demo_logging(out / "demo.log", verbose):
+        try:
+            with ui.progress:
+                result = run_demo(out, quick=quick, clip=clip, progress=ui)
+        except (*USER_ERRORS, TrainingDivergedError) as exc:
+            error = exc  # reported once stderr is the console again
+    if error is not None:
+        fail(f"{error} (details in {out / 'demo.log'}; run again to resume)")
+    for line in final_lines(result, started):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)

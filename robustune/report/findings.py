@@ -37,24 +37,26 @@ def column_finding(table: Table, key: str) -> str | None:
     if len(cells) < 2:
         return None
     title = col.title.replace(" (%)", "").replace(" ↓", "")
+    excluded = [m for m in cells if key in table.marks.get(m, {})]
+    ranked = {m: c for m, c in cells.items() if m not in excluded}
+    note = f" ({', '.join(excluded)} † not ranked here: see the clean-accuracy caveat)" if excluded else ""
     best = table.best.get(key)
     if not best:
-        any_cell = next(iter(cells.values()))
-        return f"**{title}**: all {len(cells)} models are equal ({format_value(any_cell)}); no best."
+        if len(ranked) < 2:
+            return f"**{title}**: fewer than two comparable models; no best{note}."
+        any_cell = next(iter(ranked.values()))
+        return f"**{title}**: all {len(ranked)} models are equal ({format_value(any_cell)}); no best{note}."
     ordered = sorted(cells, key=lambda m: cells[m].value, reverse=col.higher_is_better)
     lead = sorted(best)
     cell = cells[lead[0]]
     text = f"**{title}**: best {', '.join(f'**{m}**' for m in lead)} at {_shown(cell)}"
-    excluded = [m for m in cells if key in table.marks.get(m, {})]
     rest = [m for m in ordered if m not in best and m not in excluded]
     if rest:
         second = rest[0]
         text += f"; next {second} at {_shown(cells[second])}"
         if _overlap(cell, cells[second]):
             text += " — the intervals overlap: not resolved at this n"
-    if excluded:
-        text += f" ({', '.join(excluded)} † not ranked here: see the clean-accuracy caveat)"
-    return text + "."
+    return text + note + "."
 
 
 def clean_caveats(runs: list[ModelRun]) -> list[str]:

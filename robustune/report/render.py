@@ -124,7 +124,7 @@ def figures_section(title: str, figs: list[Figure], folder: Path) -> Section:
     """Figures embedded in the HTML; PNG files beside the Markdown (``<stem>_files/``)."""
     files, md = {}, [f"## {title}", ""]
     for i, fig in enumerate(figs):
-        rel = folder / f"{title.lower().replace(' ', '_')}_{i}.png"
+        rel = folder / f"{re.sub(r'[^a-z0-9]+', '_', title.lower()).strip('_')}_{i}.png"
         files[rel] = fig.png
         md.append(f"![{fig.title}]({rel.as_posix()})\n")
     return Section(title, f"<h2>{_e(title)}</h2>" + "".join(figure_html(f) for f in figs), "\n".join(md), files)

@@ -159,6 +159,7 @@ def write_report(result_paths_or_dirs: Sequence[str | Path], out_path: str | Pat
         for rel, data in files.items():
             with atomic_path(out.parent / rel) as tmp:
                 tmp.write_bytes(data)
+                tmp.chmod(0o644)
         write_text_atomic(out, text)
     else:
         write_text_atomic(out, page_html(title, _meta(runs), parts, runs))
