@@ -69,6 +69,18 @@ def test_corruption_cells_reference_mce_and_resume(tmp_path, corrupted, monkeypa
     assert again.cells["corruptions/mCE"].value == pytest.approx(mce.value)
 
 
+def test_cells_in_memory_give_the_same_cells(tmp_path, corrupted):
+    """cells_in_memory (the demo's: each PNG decoded once per process) changes no number."""
+    from robustune.data.benchmarks import corruption_cell, memory_cell
+
+    on_disk = run(model(1), tmp_path / "disk", corrupted)
+    in_memory = run(model(1), tmp_path / "mem", corrupted, cells_in_memory=True)
+    assert {k: c.value for k, c in on_disk.cells.items()} == {k: c.value for k, c in in_memory.cells.items()}
+    disk, mem = corruption_cell(corrupted, "contrast", 2), memory_cell(corrupted, "contrast", 2)
+    assert all(torch.equal(disk[i][0], mem[i][0]) and disk[i][1] == mem[i][1] for i in range(len(disk)))
+    assert memory_cell(corrupted, "contrast", 2).images is mem.images  # decoded once, then shared
+
+
 def test_suite_errors_are_clear(tmp_path, corrupted):
     with pytest.raises(ValueError, match="corruption_root"):
         run(model(0), tmp_path / "a", "")

@@ -4,7 +4,8 @@ Options (``robustune eval --option key=value`` → ``EvalContext.options``):
 
 - ``corruption_root``: an ImageNet-C style tree, a generated set (``robustune corrupt``) or a
   CIFAR-C folder. ``corruptions`` (default: all present) and ``severities`` (default: all present)
-  select cells. ``reference_results``: a results.json (or its run / eval folder) whose corruption
+  select cells; ``cells_in_memory``: decode each cell once per process and keep it (uint8) for
+  the next model evaluated in the same process (small sets only). ``reference_results``: a results.json (or its run / eval folder) whose corruption
   cells normalise CE / mCE; ``normalizer``: ``auto`` (reference if given, else the AlexNet table
   for a 1000-class model with all 15 × 5 ImageNet-C cells, else none) | ``alexnet`` | ``none``.
 - ``imagenet_a_root`` / ``imagenet_r_root``: 200 wnid folders each.
@@ -38,6 +39,7 @@ from robustune.data.benchmarks import (
     available_cells,
     corruption_cell,
     imagenet_subset_indices,
+    memory_cell,
 )
 from robustune.data.splits import model_input_options
 from robustune.eval import corruption_metrics as cm
@@ -124,7 +126,11 @@ def corruptions_suite(ctx: EvalContext):
             key = corruption_key(corruption, severity)
 
             def compute(c: str = corruption, s: int = severity, key: str = key) -> Cell:
-                ds = corruption_cell(root, c, s, classes=_folder_classes(ctx, root, c, s))
+                classes = _folder_classes(ctx, root, c, s)
+                if ctx.options.get("cells_in_memory"):  # decode once per process (small sets; the demo)
+                    ds = memory_cell(root, c, s, classes)
+                else:
+                    ds = corruption_cell(root, c, s, classes=classes)
                 pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device)
                 correct = pred == y
                 save_per_sample(ctx.out_dir, key, correct=correct, pred=pred, label=y)
