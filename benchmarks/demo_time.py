@@ -35,7 +35,8 @@ def time_demo(quick: bool, workdir: Path) -> dict:
     env = {**os.environ, "ROBUSTUNE_CACHE": str(workdir / "cache"), "PYTHONWARNINGS": "ignore"}
     root = Path(__file__).resolve().parents[1]
     env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    cmd = [sys.executable, "-m", "robustune.cli", "demo", "--out", str(workdir / "demo")] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "robustune.cli", "demo", "--out", str(workdir / "demo")]
+    cmd += ["--quick"] if quick else []
     samples: list[float] = [os.getloadavg()[0]]
     stop = threading.Event()
     sampler = threading.Thread(target=sample_load, args=(stop, samples), daemon=True)

@@ -345,10 +345,11 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, methods: list[s
     return DemoResult(out, report["md"], report["html"], runs, results, clip_rows, timings)
 
 
-# Ours, measured (docs/benchmarks.md, `benchmarks/demo_time.py`): seconds per stage on 2 quiet cores.
-# They only drive the ETA shown while a stage runs; the real times are printed at the end.
+# Ours: expected seconds per stage on 2 quiet cores, from the single-thread CPU seconds measured per
+# stage (docs/benchmarks.md, `benchmarks/demo_time.py`) × ~0.55 for the second core. They only
+# drive the ETA until a stage reports its own progress; the real times are printed at the end.
 STAGE_SECONDS = {
-    False: {"pretrain": 50, "finetune": 10, "finetune_pgd_at": 30, "digits_c": 16, "evaluate": 12,
-            "analyses": 10, "clip": 40, "report": 5},
-    True: {"pretrain": 8, "finetune": 3, "digits_c": 3, "evaluate": 3, "analyses": 5, "clip": 15, "report": 4},
+    False: {"pretrain": 35, "finetune": 12, "finetune_pgd_at": 25, "digits_c": 16, "evaluate": 13,
+            "analyses": 10, "clip": 25, "report": 4},
+    True: {"pretrain": 8, "finetune": 3, "digits_c": 3, "evaluate": 4, "analyses": 5, "clip": 12, "report": 4},
 }

@@ -103,7 +103,7 @@ def demo_logging(log_file: Path, verbose: bool = False) -> Iterator[None]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    console_handler = RichHandler(show_path=False, markup=False, console=Console(stderr=True))
+    console_handler = RichHandler(show_path=False, markup=False, console=Console(file=sys.stderr))  # the real one
     console_handler.setLevel(logging.DEBUG if verbose else logging.ERROR)
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)

@@ -93,7 +93,8 @@ def _findings(rows, cols, values, names) -> list[str]:
         top = ranked[0]
         if len(ranked) > 1 and abs(values[top][i][0] - values[ranked[1]][i][0]) < 1e-9:
             continue
-        out.append(f"**CLIP {col_title}**: best **{names.get(top, top)}** at {values[top][i][1]} %"
-                   + (f"; next {names.get(ranked[1], ranked[1])} at {values[ranked[1]][i][1]} %" if len(ranked) > 1 else "")
-                   + ".")
+        text = f"**CLIP {col_title}**: best **{names.get(top, top)}** at {values[top][i][1]} %"
+        if len(ranked) > 1:
+            text += f"; next {names.get(ranked[1], ranked[1])} at {values[ranked[1]][i][1]} %"
+        out.append(text + ".")
     return out
