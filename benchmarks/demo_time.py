@@ -31,8 +31,10 @@ def sample_load(stop: threading.Event, samples: list[float], every: float = 5.0)
         samples.append(os.getloadavg()[0])
 
 
-def time_demo(quick: bool, workdir: Path) -> dict:
+def time_demo(quick: bool, workdir: Path, threads: int | None = None) -> dict:
     env = {**os.environ, "ROBUSTUNE_CACHE": str(workdir / "cache"), "PYTHONWARNINGS": "ignore"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     root = Path(__file__).resolve().parents[1]
     env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
     cmd = [sys.executable, "-m", "robustune.cli", "demo", "--out", str(workdir / "demo")]
@@ -53,7 +55,7 @@ def time_demo(quick: bool, workdir: Path) -> dict:
     return {"quick": quick, "command_seconds": round(total, 1), "stages": timings["stages"],
             "cores": os.cpu_count(), "load_avg_mean": round(sum(samples) / len(samples), 2),
             "load_avg_max": round(max(samples), 2), "report_html_bytes": html.stat().st_size,
-            "last_lines": proc.stdout.strip().splitlines()[-4:]}
+            "threads": threads or "default", "last_lines": proc.stdout.strip().splitlines()[-4:]}
 
 
 def main() -> None:
@@ -61,14 +63,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="time `robustune demo --quick`")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the demo (default: torch's); on a "
+                        "shared machine 1 thread keeps the CPU seconds free of spin-waiting")
     args = parser.parse_args()
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        res = time_demo(args.quick, args.keep)
+        res = time_demo(args.quick, args.keep, args.threads)
     else:
         with tempfile.TemporaryDirectory(prefix="robustune-demo-time-") as tmp:
-            res = time_demo(args.quick, Path(tmp))
+            res = time_demo(args.quick, Path(tmp), args.threads)
     print(f"robustune demo{' --quick' if args.quick else ''}, empty cache, {res['cores']} cores, "
+          f"threads {res['threads']}, "
           f"load average during the run: mean {res['load_avg_mean']}, max {res['load_avg_max']}")
     print(f"{'stage':28s} {'wall s':>8s} {'cpu s':>8s}")
     for s in res["stages"]:

@@ -235,8 +235,11 @@ class _EpochWatcher(logging.Handler):
             self.progress.advance(done / max(total, 1))
 
 
-def run_stages(stages: list[Stage], progress: DemoProgress) -> list[dict[str, Any]]:
-    """Run every stage in order, timing each (wall and CPU seconds of this process)."""
+def run_stages(stages: list[Stage], progress: DemoProgress, record: Path | None = None) -> list[dict[str, Any]]:
+    """Run every stage in order, timing each (wall and CPU seconds of this process).
+
+    With ``record``, the times so far are rewritten there after every stage (``timings.json``).
+    """
     watcher = _EpochWatcher(progress)
     trainer_log = logging.getLogger("robustune.engine.trainer")
     timings = []
@@ -253,6 +256,9 @@ def run_stages(stages: list[Stage], progress: DemoProgress) -> list[dict[str, An
         progress.finish(wall, cached)
         timings.append({"stage": stage.key, "label": stage.label, "seconds": round(wall, 2),
                         "cpu_seconds": round(cpu, 2), "cached": cached})
+        if record is not None:
+            write_json(record, {"stages": timings, "finished": i == len(stages),
+                                "total_seconds": round(sum(t["seconds"] for t in timings), 2)})
     return timings
 
 
@@ -332,9 +338,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, methods: list[s
     stages.append(Stage("report", "writing the report", est["report"],
                         lambda: report.update(zip(("md", "html"), write_reports(out, runs, state["analysis"],
                                                                                  state["clip"])))))
-    timings = run_stages(stages, progress)
-    write_json(out / "timings.json", {"quick": quick, "stages": timings,
-                                      "total_seconds": round(sum(t["seconds"] for t in timings), 2)})
+    timings = run_stages(stages, progress, out / "timings.json")
     write_json(out / "report.json", {"models": {k: v.to_dict() for k, v in results.items()},
                                      "runs": {k: str(v) for k, v in runs.items()}})
     clip_rows = []
