@@ -128,13 +128,9 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
         from robustune.registry import unknown_choice_message
 
         raise ValueError(unknown_choice_message("CLIP architecture", arch, open_clip.list_models()))
-    from robustune.models.factory import NO_WEIGHTS_WORDS, keyword_error, unexpected_keyword
+    from robustune.models.factory import check_weights_word, keyword_error, unexpected_keyword
 
-    if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS_WORDS:
-        raise WeightsUnavailableError(
-            f"model.weights={weights!r} is read as a weights tag; for random initialisation use "
-            "`model.weights: null` in YAML (--set model.weights=null)"
-        )
+    check_weights_word(weights)
     if arch == TINY_CLIP and weights in PRETRAIN_RECIPES:
         weights = str(tiny_clip_weights(dataset=weights))
     tag = weights if weights is not None and not _is_file_ref(weights) else None

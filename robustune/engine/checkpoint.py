@@ -81,12 +81,12 @@ def save_checkpoint(run_dir: Path, epoch: int, step: int, model_state: dict[str,
                     optimizer: torch.optim.Optimizer, scheduler, extra: dict[str, Any] | None = None,
                     keep: int = 2) -> Path:
     ckpt_root = Path(run_dir) / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"epoch_{epoch:04d}"
     model_tensors = _contiguous(model_state)
     opt_tensors, opt_skel = _flatten_optimizer(optimizer.state_dict())
     needed = sum(t.numel() * t.element_size() for d in (model_tensors, opt_tensors) for t in d.values())
     with disk_full_named(final, needed):
+        ckpt_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckpt_root))
         try:
             os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; folders follow the umask

@@ -200,6 +200,15 @@ def _timm_backbone(name: str, num_classes: int, weights: str | None, **kwargs: A
 NO_WEIGHTS_WORDS = ("none", "null", "random", "scratch", "")
 
 
+def check_weights_word(weights: str | None) -> None:
+    """``model.weights: none`` (a string) is a tag lookup doomed to fail: say how to get random init."""
+    if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS_WORDS:
+        raise WeightsUnavailableError(
+            f"model.weights={weights!r} is read as a weights tag; for random initialisation use "
+            "`model.weights: null` in YAML (--set model.weights=null)"
+        )
+
+
 def _is_file_ref(weights: str) -> bool:
     return weights.endswith((".safetensors", ".pth", ".pt", ".bin")) or os.sep in weights
 
@@ -240,11 +249,7 @@ def create_classifier(name: str, num_classes: int, weights: str | None = None,
         weights: ``None`` for random init, a timm tag / ``"hub"`` to download, or a local file.
         **kwargs: passed to the model builder.
     """
-    if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS_WORDS:
-        raise WeightsUnavailableError(
-            f"model.weights={weights!r} is read as a weights tag; for random initialisation use "
-            "`model.weights: null` in YAML (--set model.weights=null)"
-        )
+    check_weights_word(weights)
     if name in MODELS:
         entry = MODELS.get(name)
         try:
