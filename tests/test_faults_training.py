@@ -169,11 +169,11 @@ def _mount_tmpfs(path, size):
                           capture_output=True).returncode == 0
 
 
-def _limit_file_size():  # fallback without root: a 600 KB file-size limit (EFBIG)
+def _limit_file_size(limit=600_000):  # fallback without root: a file-size limit (EFBIG)
     import resource
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (600_000, 600_000))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def _train_cli(run, capsys):
@@ -209,6 +209,30 @@ def test_full_disk_is_one_message_and_keeps_the_previous_checkpoint(tmp_path, ca
         if mounted:
             assert [p.name for p in list_checkpoints(run)] == ["epoch_0000"]
             assert verify_checkpoint(run / "checkpoints" / "epoch_0000")["step"] == 3
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_full_disk_while_corrupting_images_is_one_message(tmp_path, capsys):
+    from robustune.cli import main
+
+    disk = tmp_path / "disk"
+    mounted = _mount_tmpfs(disk, "64k")  # 360 PNGs of 32 px do not fit
+    args = ["corrupt", "digits", "--out", str(disk / "c"), "--corruptions", "pixelate",
+            "--severities", "2", "--workers", "1"]
+    try:
+        if mounted:
+            with pytest.raises(SystemExit) as exc:
+                main(args)
+            code, stderr = exc.value.code, capsys.readouterr().err
+        else:
+            proc = subprocess.run([sys.executable, "-m", "robustune.cli", *args], capture_output=True,
+                                  text=True, timeout=300, preexec_fn=lambda: _limit_file_size(500))
+            code, stderr = proc.returncode, proc.stderr
+        err = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert code == 2 and "Traceback" not in stderr and len(err) == 1
+        assert f"while writing '{disk / 'c' / 'pixelate' / '2'}" in err[0] and " free" in err[0]
     finally:
         if mounted:
             subprocess.run(["umount", str(disk)], check=False)

@@ -83,18 +83,21 @@ def output_path(out_dir: Path, source: SourceImage, corruption: str, severity: i
 def _save_image_atomic(pixels, path: Path, jpeg_quality: int | None) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from robustune.files import disk_full_named
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        img = Image.fromarray(pixels)
-        if jpeg_quality:
-            img.save(tmp, format="JPEG", quality=int(jpeg_quality))
-        else:
-            img.save(tmp, format="PNG")
-        os.replace(tmp, path)  # atomic: readers see the old state or the whole new file
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with disk_full_named(path, getattr(pixels, "nbytes", None)):  # one named error, not a traceback
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            img = Image.fromarray(pixels)
+            if jpeg_quality:
+                img.save(tmp, format="JPEG", quality=int(jpeg_quality))
+            else:
+                img.save(tmp, format="PNG")
+            os.replace(tmp, path)  # atomic: readers see the old state or the whole new file
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def _process_image(source: SourceImage, cells: Sequence[tuple[str, int]], out_dir: str,
