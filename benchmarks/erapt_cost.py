@@ -1,11 +1,16 @@
 """ER-APT cost, side by side in one run (docs/benchmarks.md, issue 7).
 
 1. One ER-APT training step / one FAP training step (forward + backward), ViT-B-32 (random
-   init, FAP's prompts: n_ctx 2, depth 9) at batch 4, P = 8, G = 3, r = 4 (goal ≤ 1.5×); also
-   r = 1 (region = the best member) and ``evolution: off`` for context.
+   init, FAP's prompts: n_ctx 2, depth 9) at batch 4 (goal ≤ 1.5×), for: the first defaults
+   (P = 8, G = 3, r = 4, uniform crossover, ±ε mutation, KL fitness), the current defaults (P = 4,
+   G = 1, gradient mutation, fitness = the training term, r = 1, warm start), the current defaults
+   with the cost options ``evolve_every: 2`` and ``fitness_dtype: bf16``, and ``evolution: off``.
+   The configurations are interleaved step by step (one step of each, repeated), so a change of
+   load on the shared machine hits all of them alike; the median per configuration is reported.
 2. The vectorised evolution (one batched forward per generation) / a straightforward
    per-image, per-individual loop written here as the reference (goal ≥ 5×), and whether both
-   give the identical population for the same seed.
+   give the identical population for the same seed (the first defaults' operators: uniform
+   crossover, ±ε mutation, noise variants — the loop implements those).
 
 Usage: ``python benchmarks/erapt_cost.py [--quick] [--repeats N] [--out FILE]``. ``--quick`` uses
 the tiny CLIP architecture at 32 px and one repeat (a smoke test, not a measurement).
@@ -81,6 +86,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def bench_evolution(model, x, y, repeats: int, population: int, generations: int) -> dict:
     attack = EvolutionRegion(model, eps=1 / 255, population=population, generations=generations,
+                             crossover="uniform", mutation="sign", init="noise", p_mut=0.1, region=population // 2,
                              encoder=model.logits_and_features if hasattr(model, "logits_and_features") else None)
     start = attack.pgd(x, y, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -93,37 +99,55 @@ def bench_evolution(model, x, y, repeats: int, population: int, generations: int
             "max_abs_fitness_diff": float((fit - res.fitness).abs().max())}
 
 
+FIRST = {"population": 8, "generations": 3, "region": 4, "crossover": "uniform", "mutation": "sign",
+         "init": "noise", "p_mut": 0.1, "mut_sigma": None, "fitness": "kl", "warm_start": False}
+STEP_CONFIGS = {
+    "fap": ("fap", {}),
+    "erapt_first_defaults": ("erapt", FIRST),
+    "erapt": ("erapt", {}),
+    "erapt_every2": ("erapt", {"evolve_every": 2}),
+    "erapt_bf16": ("erapt", {"fitness_dtype": "bf16"}),
+    "erapt_every2_bf16": ("erapt", {"evolve_every": 2, "fitness_dtype": "bf16"}),
+    "erapt_no_evolution": ("erapt", {"evolution": False}),
+}
+
+
 def bench_steps(base, repeats: int, batch: int, quick: bool) -> dict:
-    """Seconds per training step (forward + backward) of fap and erapt configurations on ``base``."""
+    """Median seconds per training step (forward + backward) of each configuration, interleaved."""
     from robustune.methods import StepContext, create_method
     from robustune.utils import step_generator
 
-    common = {"n_ctx": 2, "depth": 2 if quick else 9}
-    configs = {"fap": ("fap", {}),
-               "erapt": ("erapt", {"population": 8, "generations": 3, "diagnostics_every": 0}),
-               "erapt_r1": ("erapt", {"population": 8, "generations": 3, "region": 1, "diagnostics_every": 0}),
-               "erapt_no_evolution": ("erapt", {"evolution": False, "diagnostics_every": 0})}
+    common = {"n_ctx": 2, "depth": 2 if quick else 9, "diagnostics_every": 0}
     size = base.input_size[-1]
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(2))
     y = torch.arange(batch) % base.num_classes
-    out = {}
-    for key, (name, params) in configs.items():
+    methods, counters, times = {}, {}, {}
+    for key, (name, params) in STEP_CONFIGS.items():
         torch.manual_seed(0)
-        method = create_method(name, base, {**common, **params})
-        method.train()
+        kw = {**common, **params} if name == "erapt" else {"n_ctx": 2, "depth": common["depth"]}
+        methods[key] = create_method(name, base, kw).train()
+        counters[key], times[key] = 0, []
 
-        def one_step(step=[0]):  # noqa: B006  (a step counter across calls)
-            ctx = StepContext(epoch=0, step=step[0], generator=step_generator(0, step[0]))
-            step[0] += 1
-            loss = method.training_step(x, y, ctx)["loss"]
-            method.zero_grad(set_to_none=True)
-            loss.backward()
+    def one_step(key: str) -> float:
+        method, step = methods[key], counters[key]
+        counters[key] += 1
+        ctx = StepContext(epoch=0, step=step, generator=step_generator(0, step), indices=torch.arange(batch))
+        t0 = time.perf_counter()
+        loss = method.training_step(x, y, ctx)["loss"]
+        method.zero_grad(set_to_none=True)
+        loss.backward()
+        return time.perf_counter() - t0
 
-        one_step()  # warm-up
-        out[f"{key}_s"] = timed(one_step, repeats)[0]
-        log.info("%s step: %.3fs", key, out[f"{key}_s"])
-    out["erapt_over_fap"] = out["erapt_s"] / out["fap_s"]
-    out["erapt_r1_over_fap"] = out["erapt_r1_s"] / out["fap_s"]
+    for key in methods:  # warm-up (and the warm start's first visit)
+        one_step(key)
+    for _ in range(repeats):
+        for key in methods:
+            times[key].append(one_step(key))
+    out = {f"{key}_s": statistics.median(t) for key, t in times.items()}
+    for key in methods:
+        if key != "fap":
+            out[f"{key}_over_fap"] = out[f"{key}_s"] / out["fap_s"]
+        log.info("%-22s %.3fs/step  (%.2f× FAP)", key, out[f"{key}_s"], out[f"{key}_s"] / out["fap_s"])
     return out
 
 
@@ -142,7 +166,7 @@ def build_model(quick: bool, classes: int):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--out", type=Path, default=None)
@@ -150,17 +174,18 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(0)
     torch.set_grad_enabled(True)
-    repeats = 1 if args.quick else args.repeats
+    repeats = args.repeats or (1 if args.quick else 3)
     model, size = build_model(args.quick, args.classes)
     model.eval()
     x = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     y = torch.arange(args.batch) % args.classes
     result = {"setting": {"model": "tiny-clip 32px" if args.quick else "ViT-B-32 (random init) 224px",
-                          "batch": args.batch, "P": 8, "G": 3, "repeats": repeats,
+                          "batch": args.batch, "repeats": repeats, "bf16_autocast_available":
+                          torch.amp.is_autocast_available("cpu"),
                           "threads": torch.get_num_threads(), "platform": platform.platform()}}
     result["step"] = bench_steps(model, repeats, args.batch, args.quick)
-    log.info("ER-APT step / FAP step: %.2f× (goal ≤ 1.5×); with r = 1: %.2f×",
-             result["step"]["erapt_over_fap"], result["step"]["erapt_r1_over_fap"])
+    log.info("ER-APT step / FAP step at the defaults: %.2f× (goal ≤ 1.5×); first defaults %.2f×",
+             result["step"]["erapt_over_fap"], result["step"]["erapt_first_defaults_over_fap"])
     result["evolution"] = bench_evolution(model, x, y, repeats, 8, 3)
     log.info("evolution: vectorised %.3fs, loop %.3fs → %.1f× (goal ≥ 5×); identical population: %s",
              result["evolution"]["vectorised_s"], result["evolution"]["loop_s"],
