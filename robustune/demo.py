@@ -350,10 +350,10 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, methods: list[s
 
 
 # Ours: expected seconds per stage on 2 quiet cores, from the single-thread CPU seconds measured per
-# stage (docs/benchmarks.md, `benchmarks/demo_time.py`) × ~0.55 for the second core. They only
+# stage (docs/benchmarks.md, `benchmarks/demo_time.py`) × ~0.66 for the second core. They only
 # drive the ETA until a stage reports its own progress; the real times are printed at the end.
 STAGE_SECONDS = {
-    False: {"pretrain": 35, "finetune": 12, "finetune_pgd_at": 25, "digits_c": 16, "evaluate": 13,
-            "analyses": 10, "clip": 25, "report": 4},
+    False: {"pretrain": 36, "finetune": 13, "finetune_pgd_at": 24, "digits_c": 16, "evaluate": 18,
+            "analyses": 16, "clip": 21, "report": 3},
     True: {"pretrain": 8, "finetune": 3, "digits_c": 3, "evaluate": 4, "analyses": 5, "clip": 12, "report": 4},
 }
