@@ -62,9 +62,9 @@ if has table5; then
 fi
 # per-severity tables (mean corruption accuracy, mCE vs the ERM model, motion blur) from ablation.json
 for t in table3 table4 table5; do
-  if has $t && [ -f "$OUT/$t/ablation.json" ]; then
+  if has $t && [ -d "$OUT/$t" ]; then
     for s in ${SEVERITIES//,/ }; do
-      "${PYTHON:-.venv/bin/python}" scripts/severity_table.py "$OUT/baseline/ablation.json" "$OUT/$t/ablation.json" \
+      "${PYTHON:-.venv/bin/python}" scripts/severity_table.py "$OUT/baseline" "$OUT/$t" \
         --severity "$s" --out "$OUT/$t/severity_$s.json"
     done
   fi

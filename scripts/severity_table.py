@@ -1,9 +1,11 @@
 """One severity's corruption metrics from ``robustune ablate`` tables, mean ± std over seeds.
 
-    python scripts/severity_table.py REFERENCE_ABLATION_JSON ABLATION_JSON... --severity 1 [--out F.json]
+    python scripts/severity_table.py REFERENCE ABLATION... --severity 1 [--out F.json]
 
-``ablation.json`` keeps every evaluated cell of every run, so the metrics of one severity can be
-read back without evaluating again: mean corruption accuracy over the 15 common corruptions at
+Each REFERENCE / ABLATION is an ``ablation.json`` or an ablate folder (then every
+``<cell>/eval/results.json`` under it is read, e.g. cells run by several ablate processes at once).
+They keep every evaluated cell of every run, so the metrics of one severity can be read back
+without evaluating again: mean corruption accuracy over the 15 common corruptions at
 that severity, mCE at that severity (CE_c = error_c / reference error_c, the reference being the
 first file's first row, e.g. the unchanged ERM model; mCE = 100 · mean_c CE_c) and motion blur's
 accuracy. Prints a Markdown table (values in %, mean ± std over seeds, n seeds per row).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS
@@ -35,14 +38,34 @@ def row_metrics(metrics: dict, ref: dict, severity: int) -> dict[str, float]:
             "mCE": 100 * statistics.fmean(ce), "motion_blur": 100 * accs["motion_blur"]}
 
 
+def read_rows(path: Path) -> dict:
+    """An ablation.json, or the rows of an ablate folder's ``<key=value__...__seed=N>/eval/results.json``."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    rows = []
+    for res in sorted(path.glob("*/eval/results.json")):
+        parts = dict(p.split("=", 1) for p in res.parent.parent.name.split("__"))
+        seed = int(parts.pop("seed"))
+        cells = json.loads(res.read_text())["cells"]
+        rows.append({"values": parts, "seed": seed,
+                     "metrics": {f"{k} [{c['metric']}]": c["value"] for k, c in cells.items()}})
+    if not rows:
+        raise FileNotFoundError(f"no ablation.json nor */eval/results.json in {path}")
+    return {"rows": rows}
+
+
 def summarise(files: list[Path], severity: int) -> list[dict]:
-    tables = [json.loads(f.read_text()) for f in files]
+    tables = [read_rows(f) for f in files]
     ref = tables[0]["rows"][0]["metrics"]
     groups: dict[str, list[dict]] = {}
     for table in tables:
         for row in table["rows"]:
             label = ", ".join(f"{k}={v}" for k, v in row["values"].items())
-            groups.setdefault(label, []).append(row_metrics(row["metrics"], ref, severity))
+            try:
+                metrics = row_metrics(row["metrics"], ref, severity)
+                groups.setdefault(label, []).append(metrics)
+            except KeyError as exc:  # a cell not evaluated at this severity (yet): left out, said so
+                print(f"skipped {label} seed {row['seed']}: {exc}", file=sys.stderr)
     out = []
     for label, rows in groups.items():
         entry = {"row": label, "seeds": len(rows)}
