@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustune.gfn.perturbation import pixel_step
-from robustune.gfn.similarity import ClassSimilarity, clamp_k, cosine_matrix, neighbor_ranks, neighbor_table
+from robustune.gfn.similarity import clamp_k, cosine_matrix, neighbor_ranks, neighbor_table
 from robustune.losses.gfn import gfn_loss
 from robustune.methods.base import Method, SetupContext, register_method
+from robustune.methods.gfn import SimilarityRefresh
 
 log = logging.getLogger(__name__)
 _FROZEN = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
@@ -160,7 +161,7 @@ class GFNDetParams:
 
 
 @register_method("gfn_det")
-class GFNDet(DetectionMethod):
+class GFNDet(SimilarityRefresh, DetectionMethod):
     """GFN for detection: neighbour- and background-targeted step on the ROI head, weighted ROI loss."""
 
     Params = GFNDetParams
@@ -189,18 +190,6 @@ class GFNDet(DetectionMethod):
                                                        self.params.similarity_max_images))
         self.similarity.copy_(sim.to(self.similarity.device))
         self.ranks.copy_(neighbor_ranks(sim).to(self.ranks.device))
-
-    def setup(self, ctx: SetupContext) -> None:
-        self.compute_similarity(ctx)
-        if ctx.run_dir is not None:
-            from robustune.data.splits import classes_of
-
-            ClassSimilarity(self.similarity.cpu(), self.ranks.cpu(), classes_of(ctx.train_set)).save(ctx.run_dir)
-
-    def on_epoch_start(self, epoch: int, ctx: SetupContext) -> None:
-        n = self.params.refresh_every
-        if n and epoch > 0 and epoch % n == 0:
-            self.compute_similarity(ctx)
 
     # --- the step ------------------------------------------------------------------------------
     def sample_neighbors(self, labels: list[dict[str, Any]], generator: torch.Generator) -> list[torch.Tensor]:

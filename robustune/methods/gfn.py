@@ -41,8 +41,29 @@ class GFNParams:
     perturb_eval_mode: bool = True
 
 
+class SimilarityRefresh:
+    """Class similarity (Eq. 4) computed before the first step, saved in the run folder and
+    recomputed every ``params.refresh_every`` epochs; shared by ``gfn`` and ``gfn_det``.
+
+    The host class defines ``compute_similarity(ctx)``, which fills its ``similarity`` and ``ranks`` buffers.
+    """
+
+    def setup(self, ctx: SetupContext) -> None:
+        self.compute_similarity(ctx)
+        if ctx.run_dir is not None:
+            from robustune.data.splits import classes_of
+
+            ClassSimilarity(self.similarity.cpu(), self.ranks.cpu(), classes_of(ctx.train_set)).save(ctx.run_dir)
+
+    def on_epoch_start(self, epoch: int, ctx: SetupContext) -> None:
+        n = self.params.refresh_every
+        if n and epoch > 0 and epoch % n == 0:
+            log.info("refreshing the class similarity at epoch %d", epoch + 1)
+            self.compute_similarity(ctx)
+
+
 @register_method("gfn")
-class GFN(Method):
+class GFN(SimilarityRefresh, Method):
     """Neighbour-targeted perturbation + inter-class distance weighted loss."""
 
     Params = GFNParams
@@ -71,19 +92,6 @@ class GFN(Method):
                                        device=ctx.device, seed=ctx.seed)))
         self.similarity.copy_(sim.to(self.similarity.device))
         self.ranks.copy_(neighbor_ranks(sim).to(self.ranks.device))
-
-    def setup(self, ctx: SetupContext) -> None:
-        self.compute_similarity(ctx)
-        if ctx.run_dir is not None:
-            from robustune.data.splits import classes_of
-
-            ClassSimilarity(self.similarity.cpu(), self.ranks.cpu(), classes_of(ctx.train_set)).save(ctx.run_dir)
-
-    def on_epoch_start(self, epoch: int, ctx: SetupContext) -> None:
-        n = self.params.refresh_every
-        if n and epoch > 0 and epoch % n == 0:
-            log.info("refreshing the class similarity at epoch %d", epoch + 1)
-            self.compute_similarity(ctx)
 
     def training_step(self, images, labels, ctx):
         p = self.params
