@@ -238,8 +238,11 @@ class _EpochWatcher(logging.Handler):
 def run_stages(stages: list[Stage], progress: DemoProgress, record: Path | None = None) -> list[dict[str, Any]]:
     """Run every stage in order, timing each (wall and CPU seconds of this process).
 
-    With ``record``, the times so far are rewritten there after every stage (``timings.json``).
+    With ``record``, the times so far are rewritten there after every stage (``timings.json``), with
+    the wall-clock start and end of the stages (``started_at`` / ``finished_at``, epoch seconds) so
+    that a caller timing the whole command can tell start-up and shut-down apart from the stages.
     """
+    started_at = time.time()
     watcher = _EpochWatcher(progress)
     trainer_log = logging.getLogger("robustune.engine.trainer")
     timings = []
@@ -258,7 +261,8 @@ def run_stages(stages: list[Stage], progress: DemoProgress, record: Path | None 
                         "cpu_seconds": round(cpu, 2), "cached": cached})
         if record is not None:
             write_json(record, {"stages": timings, "finished": i == len(stages),
-                                "total_seconds": round(sum(t["seconds"] for t in timings), 2)})
+                                "total_seconds": round(sum(t["seconds"] for t in timings), 2),
+                                "started_at": round(started_at, 3), "finished_at": round(time.time(), 3)})
     return timings
 
 
