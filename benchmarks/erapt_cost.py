@@ -5,15 +5,22 @@
    (P = 8, G = 3, r = 4, uniform crossover, ±ε mutation, KL fitness), the current defaults (P = 4,
    G = 1, gradient mutation, fitness = the training term, r = 1, warm start), the current defaults
    with the cost options ``evolve_every: 2`` and ``fitness_dtype: bf16``, and ``evolution: off``.
-   The configurations are interleaved step by step (one step of each, repeated), so a change of
-   load on the shared machine hits all of them alike; the median per configuration is reported.
+   The configurations are interleaved (one round = one period of each, repeated), so a change of
+   load on the shared machine hits all of them alike; a configuration with ``evolve_every: N``
+   runs N steps per round (one evolving, N − 1 on the PGD point) and its per-step figure is the
+   median over rounds of the round's mean, the others the median of their steps. Both wall time
+   and process CPU time are reported (``*_s``, ``*_cpu_s``): with one thread the CPU time is
+   what a step costs regardless of the machine's load or of a process pause (SIGSTOP).
+   ``--configs`` picks a subset (``fap`` is always measured); ``--no-loop`` skips part 2.
 2. The vectorised evolution (one batched forward per generation) / a straightforward
    per-image, per-individual loop written here as the reference (goal ≥ 5×), and whether both
    give the identical population for the same seed (the first defaults' operators: uniform
    crossover, ±ε mutation, noise variants — the loop implements those).
 
-Usage: ``python benchmarks/erapt_cost.py [--quick] [--repeats N] [--out FILE]``. ``--quick`` uses
-the tiny CLIP architecture at 32 px and one repeat (a smoke test, not a measurement).
+Usage: ``python benchmarks/erapt_cost.py [--quick] [--repeats N] [--batch B] [--configs A,B] [--no-loop]
+[--out FILE]``. ``--quick`` uses the tiny CLIP architecture at 32 px and one repeat (a smoke test,
+not a measurement). A small ViT-B-32 measurement on 2 CPU cores:
+``--batch 2 --repeats 2 --configs erapt,erapt_every2 --no-loop``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import platform
 import statistics
 import time
@@ -112,8 +120,8 @@ STEP_CONFIGS = {
 }
 
 
-def bench_steps(base, repeats: int, batch: int, quick: bool) -> dict:
-    """Median seconds per training step (forward + backward) of each configuration, interleaved."""
+def bench_steps(base, repeats: int, batch: int, quick: bool, keys: tuple[str, ...] = tuple(STEP_CONFIGS)) -> dict:
+    """Seconds per training step (forward + backward) of each configuration, interleaved (module docstring)."""
     from robustune.methods import StepContext, create_method
     from robustune.utils import step_generator
 
@@ -122,32 +130,41 @@ def bench_steps(base, repeats: int, batch: int, quick: bool) -> dict:
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(2))
     y = torch.arange(batch) % base.num_classes
     methods, counters, times = {}, {}, {}
-    for key, (name, params) in STEP_CONFIGS.items():
+    for key in ("fap", *[k for k in keys if k != "fap"]):
+        name, params = STEP_CONFIGS[key]
         torch.manual_seed(0)
         kw = {**common, **params} if name == "erapt" else {"n_ctx": 2, "depth": common["depth"]}
         methods[key] = create_method(name, base, kw).train()
         counters[key], times[key] = 0, []
 
-    def one_step(key: str) -> float:
+    def one_step(key: str) -> tuple[float, float]:
         method, step = methods[key], counters[key]
         counters[key] += 1
         ctx = StepContext(epoch=0, step=step, generator=step_generator(0, step), indices=torch.arange(batch))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = method.training_step(x, y, ctx)["loss"]
         method.zero_grad(set_to_none=True)
         loss.backward()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
-    for key in methods:  # warm-up (and the warm start's first visit)
-        one_step(key)
+    period = {key: STEP_CONFIGS[key][1].get("evolve_every", 1) for key in methods}
+    for key in methods:  # warm-up: one period (and the warm start's first visit)
+        for _ in range(period[key]):
+            one_step(key)
+    cpu = {key: [] for key in methods}
     for _ in range(repeats):
         for key in methods:
-            times[key].append(one_step(key))
+            wall, used = zip(*[one_step(key) for _ in range(period[key])])
+            times[key].append(statistics.fmean(wall))
+            cpu[key].append(statistics.fmean(used))
     out = {f"{key}_s": statistics.median(t) for key, t in times.items()}
+    out.update({f"{key}_cpu_s": statistics.median(t) for key, t in cpu.items()})
     for key in methods:
         if key != "fap":
             out[f"{key}_over_fap"] = out[f"{key}_s"] / out["fap_s"]
-        log.info("%-22s %.3fs/step  (%.2f× FAP)", key, out[f"{key}_s"], out[f"{key}_s"] / out["fap_s"])
+            out[f"{key}_cpu_over_fap"] = out[f"{key}_cpu_s"] / out["fap_cpu_s"]
+        log.info("%-22s %.3fs/step wall (%.2f× FAP), %.3fs CPU (%.2f× FAP)", key, out[f"{key}_s"],
+                 out[f"{key}_s"] / out["fap_s"], out[f"{key}_cpu_s"], out[f"{key}_cpu_s"] / out["fap_cpu_s"])
     return out
 
 
@@ -169,8 +186,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--configs", default=None, help=f"comma-separated subset of {', '.join(STEP_CONFIGS)}")
+    ap.add_argument("--no-loop", action="store_true", help="skip the vectorised-vs-loop comparison")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    keys = tuple(args.configs.split(",")) if args.configs else tuple(STEP_CONFIGS)
+    unknown = sorted(set(keys) - set(STEP_CONFIGS))
+    if unknown:
+        raise SystemExit(f"--configs: unknown {', '.join(unknown)}; valid: {', '.join(STEP_CONFIGS)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(0)
     torch.set_grad_enabled(True)
@@ -183,13 +206,22 @@ def main(argv: list[str] | None = None) -> dict:
                           "batch": args.batch, "repeats": repeats, "bf16_autocast_available":
                           torch.amp.is_autocast_available("cpu"),
                           "threads": torch.get_num_threads(), "platform": platform.platform()}}
-    result["step"] = bench_steps(model, repeats, args.batch, args.quick)
-    log.info("ER-APT step / FAP step at the defaults: %.2f× (goal ≤ 1.5×); first defaults %.2f×",
-             result["step"]["erapt_over_fap"], result["step"]["erapt_first_defaults_over_fap"])
-    result["evolution"] = bench_evolution(model, x, y, repeats, 8, 3)
-    log.info("evolution: vectorised %.3fs, loop %.3fs → %.1f× (goal ≥ 5×); identical population: %s",
-             result["evolution"]["vectorised_s"], result["evolution"]["loop_s"],
-             result["evolution"]["speedup"], result["evolution"]["identical_population"])
+    result["setting"]["configs"] = list(keys)
+    result["setting"]["loadavg_start"] = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    result["step"] = bench_steps(model, repeats, args.batch, args.quick, keys)
+    result["step_seconds_total"] = time.perf_counter() - t0
+    for key in ("erapt", "erapt_every2", "erapt_first_defaults"):
+        if f"{key}_over_fap" in result["step"]:
+            log.info("%s step / FAP step: %.2f× wall, %.2f× CPU (goal ≤ 1.5× at the defaults)", key,
+                     result["step"][f"{key}_over_fap"], result["step"][f"{key}_cpu_over_fap"])
+    if not args.no_loop:
+        result["evolution"] = bench_evolution(model, x, y, repeats, 8, 3)
+        log.info("evolution: vectorised %.3fs, loop %.3fs → %.1f× (goal ≥ 5×); identical population: %s",
+                 result["evolution"]["vectorised_s"], result["evolution"]["loop_s"],
+                 result["evolution"]["speedup"], result["evolution"]["identical_population"])
+    result["setting"]["loadavg_end"] = os.getloadavg()[0]
+    result["setting"]["cpu_seconds"] = time.process_time()
     if args.out:
         from robustune.utils import write_json
 
