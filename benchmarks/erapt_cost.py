@@ -159,6 +159,7 @@ def bench_steps(base, repeats: int, batch: int, quick: bool, keys: tuple[str, ..
             cpu[key].append(statistics.fmean(used))
     out = {f"{key}_s": statistics.median(t) for key, t in times.items()}
     out.update({f"{key}_cpu_s": statistics.median(t) for key, t in cpu.items()})
+    out["rounds"] = {key: {"wall_s": times[key], "cpu_s": cpu[key]} for key in methods}
     for key in methods:
         if key != "fap":
             out[f"{key}_over_fap"] = out[f"{key}_s"] / out["fap_s"]
