@@ -16,6 +16,8 @@
 # 7. table5 GFN (rank_weighted) with α = 0.9, 0.7, 0.5, 0.2, 0.1, seeds 0,1,2.
 # Then per table and severity: $OUT/<table>/severity_<s>.json (scripts/severity_table.py).
 # Every step resumes: rerunning skips finished cells (robustune ablate), files (corrupt) and runs.
+# The ablations keep the decoded digits_pairs-C cells in memory (cells_in_memory: each PNG decoded
+# once per process, ~280 MB for 2 severities; the numbers are the same as from disk).
 set -euo pipefail
 OUT=${1:-runs/gfn_pairs_results}
 STAGES=${2:-"erm c fig2 baseline table3 table4 table5"}
@@ -29,7 +31,8 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 ablate() {  # ablate OUT_NAME GRID...
   local name=$1; shift
   "$RT" ablate configs/gfn_digits_pairs.yaml --set "model.init_from=$OUT/erm" "$@" --seeds "$SEEDS" \
-    --suite clean,corruptions --option "corruption_root=$C" --option "$REF" --columns "$COLS" \
+    --suite clean,corruptions --option "corruption_root=$C" --option "$REF" --option cells_in_memory=true \
+    --columns "$COLS" \
     --out "$OUT/$name"
 }
 if has erm && [ ! -f "$OUT/erm/model.safetensors" ]; then

@@ -79,6 +79,9 @@ def test_cells_in_memory_give_the_same_cells(tmp_path, corrupted):
     disk, mem = corruption_cell(corrupted, "contrast", 2), memory_cell(corrupted, "contrast", 2)
     assert all(torch.equal(disk[i][0], mem[i][0]) and disk[i][1] == mem[i][1] for i in range(len(disk)))
     assert memory_cell(corrupted, "contrast", 2).images is mem.images  # decoded once, then shared
+    # a number-neutral option: resuming the on-disk results with it re-uses every cell, no refusal
+    resumed = run(model(1), tmp_path / "disk", corrupted, cells_in_memory=True)
+    assert {k: c.value for k, c in resumed.cells.items()} == {k: c.value for k, c in on_disk.cells.items()}
 
 
 def test_suite_errors_are_clear(tmp_path, corrupted):

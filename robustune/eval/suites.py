@@ -140,6 +140,12 @@ def fixed_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     return Subset(dataset, idx.tolist())
 
 
+# Options that choose how a cell is computed, never its number (each has a test showing the cells
+# are identical with and without it): left out of the fingerprint, so a resumed evaluation may
+# switch them. ``cells_in_memory``: decode each corrupted cell once per process.
+NUMBER_NEUTRAL_OPTIONS = frozenset({"cells_in_memory"})
+
+
 def eval_inputs(model: nn.Module, dataset_info: dict[str, Any], cfg: EvalConfig,
                 options: dict[str, Any], classes: list[str] | None = None) -> dict[str, Any]:
     """Everything besides a cell's key that changes its number (the cell fingerprint's content).
@@ -147,6 +153,7 @@ def eval_inputs(model: nn.Module, dataset_info: dict[str, Any], cfg: EvalConfig,
     The weights digest covers every persistent tensor; a CLIP head's class names and prompt
     templates are not tensors of its state dict, so they are recorded too.
     """
+    options = {k: v for k, v in options.items() if k not in NUMBER_NEUTRAL_OPTIONS}
     head = {"classes": list(classes or []), "templates": list(getattr(model, "templates", None) or [])}
     return {
         "weights_sha256": tensors_sha256(model.state_dict()),
