@@ -5,6 +5,7 @@
 - :func:`folder_lock`: an exclusive OS lock (``fcntl.flock``) on a run or results folder, so a
   second process on the same folder stops at once naming the holder's pid; the OS releases it
   when the holder exits or is killed.
+- :func:`save_tensors`: safetensors written atomically, a full disk named.
 - :func:`disk_full_named`: turns ENOSPC / EDQUOT / EFBIG while writing into one
   :class:`DiskFullError` that names the path, the free space and the space needed.
 """
@@ -121,3 +122,20 @@ def folder_lock(folder: str | os.PathLike, what: str = "run folder") -> Iterator
         yield path
     finally:
         os.close(fd)  # closing the only descriptor releases the flock
+
+
+def contiguous_cpu(state: "Mapping[str, torch.Tensor]") -> "dict[str, torch.Tensor]":
+    """Detached, contiguous CPU copies (what safetensors can write)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def save_tensors(path: str | os.PathLike, tensors: "Mapping[str, torch.Tensor]", metadata: dict | None = None) -> None:
+    """safetensors, atomically (temporary file + rename); a full disk is a named DiskFullError."""
+    from safetensors.torch import save_file
+
+    from robustune.utils import atomic_path
+
+    tensors = contiguous_cpu(tensors)
+    with disk_full_named(path, sum(t.numel() * t.element_size() for t in tensors.values())):
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)

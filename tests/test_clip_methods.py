@@ -10,7 +10,7 @@ import torch
 from robustune.clip import CLIPClassifier, create_clip
 from robustune.clip.methods import fap_loss, fap_sample_terms
 from robustune.data.digits import DIGIT_NAMES
-from robustune.engine.checkpoint import save_tensors
+from robustune.files import save_tensors
 from robustune.methods import StepContext, create_method
 from robustune.models.factory import WeightsUnavailableError
 

@@ -24,7 +24,7 @@ def batch():
 
 
 def test_trunk_initialised_from_a_classifier_file(tmp_path):
-    from robustune.engine.checkpoint import save_tensors
+    from robustune.files import save_tensors
 
     clf = create_classifier("vit_tiny32", num_classes=10)
     save_tensors(tmp_path / "model.safetensors", clf.state_dict())
@@ -110,7 +110,7 @@ def test_feature_similarity_from_ground_truth_boxes():
 def test_init_from_a_classifier_run_or_a_detection_run(tmp_path):
     from robustune.config import load_config
     from robustune.engine.build import build_detector
-    from robustune.engine.checkpoint import save_tensors
+    from robustune.files import save_tensors
 
     clf = create_classifier("vit_tiny32", num_classes=10)
     (tmp_path / "clf").mkdir()

@@ -49,7 +49,7 @@ def test_sharded_prediction_gathers_every_image_once(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(
         "import torch, torch.distributed as dist\n"
-        "from robustune.engine import dist as rdist\n"
+        "from robustune import distributed as rdist\n"
         "from robustune.eval.clean import predict\n"
         "from robustune.data.digits import TensorImageDataset\n"
         "dist.init_process_group('gloo')\n"

@@ -216,7 +216,8 @@ def test_written_files_follow_the_umask(tmp_path):
     import torch
 
     from robustune.config import RunConfig
-    from robustune.engine.checkpoint import save_checkpoint, save_tensors
+    from robustune.engine.checkpoint import save_checkpoint
+    from robustune.files import save_tensors
     from robustune.engine.trainer import write_run_record
     from robustune.utils import write_json
 

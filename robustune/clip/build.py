@@ -15,12 +15,12 @@ from robustune.config import ConfigError, RunConfig
 def build_clip_model(cfg: RunConfig) -> CLIPClassifier:
     """Zero-shot CLIP over the class names of the run's training split."""
     from robustune.clip.models import create_clip
-    from robustune.engine.build import train_class_info
+    from robustune.data.splits import train_class_info
 
     if cfg.model.init_from:
         raise ConfigError("model.init_from is not used by CLIP models: prompts start from their init; "
                           "load trained prompts by evaluating the run folder")
-    info = train_class_info(cfg)
+    info = train_class_info(cfg.data)
     kwargs = dict(cfg.model.kwargs)
     spec = kwargs.pop("templates", None)
     if spec is None or spec == "dataset":

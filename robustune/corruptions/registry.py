@@ -14,8 +14,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS, EXTRA_CORRUPTIONS
 from robustune.registry import Registry, unknown_choice_message
+
+# The ImageNet-C benchmark's 15 corruptions (the mCE set) and its 4 held-out extras, in the order of
+# Hendrycks & Dietterich (2019); robustune.eval.corruption_metrics re-exports them.
+COMMON_CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+    "jpeg_compression",
+)
+EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 log = logging.getLogger(__name__)
 

@@ -136,3 +136,17 @@ def build_loader(ds: Dataset, batch_size: int, *, shuffle: bool = False, seed: i
                       generator=gen, num_workers=num_workers, pin_memory=pin_memory,
                       drop_last=drop_last, persistent_workers=False,
                       collate_fn=getattr(base, "collate_fn", None))  # detection: lists of images + targets
+
+
+def train_class_info(cfg: DataConfig) -> dict[str, object]:
+    """Class names, prompt template and source dataset of a run's training split.
+
+    For CLIP model builders: a few-shot view (``data.name: fewshot``, :mod:`robustune.data.fewshot`)
+    exposes the class names of its subset (base or new) and the CoOp template of its source
+    dataset, so a text head built from this matches the labels of every split of the run.
+    ``template`` is None when the dataset carries none; ``source`` is ``data.options.source`` for
+    a few-shot view, else ``data.name``.
+    """
+    ds = create_dataset(cfg.name, cfg.train_split, **dataset_options(cfg))
+    source = cfg.options.get("source") if cfg.name == "fewshot" else cfg.name
+    return {"classes": classes_of(ds), "template": getattr(ds, "template", None), "source": source}

@@ -119,17 +119,3 @@ def build_run(cfg: RunConfig) -> tuple[Method, DataSplits]:
     check_labels(splits, num_classes)
     method = create_method(cfg.method.name, model, cfg.method.params, num_classes=num_classes)
     return method, splits
-
-
-def train_class_info(cfg: RunConfig) -> dict[str, object]:
-    """Class names, prompt template and source dataset of the run's training split.
-
-    For CLIP model builders: a few-shot view (``data.name: fewshot``, :mod:`robustune.data.fewshot`)
-    exposes the class names of its subset (base or new) and the CoOp template of its source
-    dataset, so a text head built from this matches the labels of every split of the run.
-    ``template`` is None when the dataset carries none; ``source`` is ``data.options.source`` for
-    a few-shot view, else ``data.name``.
-    """
-    ds = create_dataset(cfg.data.name, cfg.data.train_split, **dataset_options(cfg.data))
-    source = cfg.data.options.get("source") if cfg.data.name == "fewshot" else cfg.data.name
-    return {"classes": classes_of(ds), "template": getattr(ds, "template", None), "source": source}

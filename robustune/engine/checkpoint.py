@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from robustune.errors import CorruptFileError
-from robustune.files import disk_full_named, file_sha256
+from robustune.files import contiguous_cpu, disk_full_named, file_sha256
 from robustune.utils import current_umask, write_json
 
 log = logging.getLogger(__name__)
@@ -63,26 +63,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], skeleton: dict[str, A
     return {"state": state, "param_groups": skeleton["param_groups"]}
 
 
-def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-
-
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    """safetensors, atomically (temporary file + rename); a full disk is a named DiskFullError."""
-    from robustune.utils import atomic_path
-
-    tensors = _contiguous(tensors)
-    with disk_full_named(path, sum(t.numel() * t.element_size() for t in tensors.values())):
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-
-
 def save_checkpoint(run_dir: Path, epoch: int, step: int, model_state: dict[str, torch.Tensor],
                     optimizer: torch.optim.Optimizer, scheduler, extra: dict[str, Any] | None = None,
                     keep: int = 2) -> Path:
     ckpt_root = Path(run_dir) / "checkpoints"
     final = ckpt_root / f"epoch_{epoch:04d}"
-    model_tensors = _contiguous(model_state)
+    model_tensors = contiguous_cpu(model_state)
     opt_tensors, opt_skel = _flatten_optimizer(optimizer.state_dict())
     needed = sum(t.numel() * t.element_size() for d in (model_tensors, opt_tensors) for t in d.values())
     with disk_full_named(final, needed):

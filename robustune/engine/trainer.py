@@ -25,12 +25,13 @@ from tqdm.auto import tqdm
 
 from robustune.config import RunConfig, dump_config
 from robustune.data import DataSplits, IndexedDataset, build_loader
-from robustune.engine import dist
+from robustune import distributed as dist
 from robustune.engine.build import build_run
 from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
-                                         load_checkpoint, non_finite_tensors, save_checkpoint, save_tensors)
+                                         load_checkpoint, non_finite_tensors, save_checkpoint)
 from robustune.engine.metrics import MetricsWriter
 from robustune.engine.optim import create_optimizer, create_scheduler
+from robustune.files import save_tensors
 from robustune.eval.clean import accuracy
 from robustune.files import file_sha256, folder_lock
 from robustune.methods import Method, SetupContext, StepContext

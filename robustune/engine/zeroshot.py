@@ -10,7 +10,7 @@ from pathlib import Path
 
 from robustune.config import ConfigError, RunConfig
 from robustune.engine.build import build_model
-from robustune.engine.checkpoint import save_tensors
+from robustune.files import save_tensors
 from robustune.engine.trainer import write_run_record
 
 

@@ -20,7 +20,7 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256,
     """
     from torch.utils.data import Subset
 
-    from robustune.engine import dist
+    from robustune import distributed as dist
 
     indices = dist.shard_indices(len(dataset))
     part = Subset(dataset, indices) if dist.is_distributed() else dataset

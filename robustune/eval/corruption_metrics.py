@@ -17,12 +17,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-COMMON_CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
-    "jpeg_compression",
-)
-EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+from robustune.corruptions.registry import COMMON_CORRUPTIONS, EXTRA_CORRUPTIONS  # noqa: F401 (re-exported)
+
 PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow", "brightness",
                  "translate", "rotate", "tilt", "scale")
 EXTRA_PERTURBATIONS = ("speckle_noise", "gaussian_blur", "spatter", "shear")

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS
+from robustune.corruptions.registry import COMMON_CORRUPTIONS
 from robustune.eval.detection import (
     as_detection_dataset,
     coco_detections,

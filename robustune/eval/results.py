@@ -76,7 +76,7 @@ def safe_name(key: str) -> str:
 
 def save_per_sample(out_dir: Path, key: str, **tensors: torch.Tensor) -> Path:
     """Per-sample outcomes of a cell (e.g. ``correct``) as safetensors beside results.json."""
-    from robustune.engine.checkpoint import save_tensors
+    from robustune.files import save_tensors
 
     path = Path(out_dir) / "per_sample" / f"{safe_name(key)}.safetensors"
     save_tensors(path, {k: v.to(torch.uint8) if v.dtype == torch.bool else v for k, v in tensors.items()})

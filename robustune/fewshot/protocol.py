@@ -198,7 +198,8 @@ def train_cell(cell: ProtocolCell) -> None:
     """
     from robustune.engine import train
     from robustune.engine.build import build_run
-    from robustune.engine.checkpoint import latest_checkpoint, save_tensors
+    from robustune.engine.checkpoint import latest_checkpoint
+    from robustune.files import save_tensors
     from robustune.engine.trainer import write_run_record
 
     if (cell.run_dir / "model.safetensors").is_file():

@@ -120,7 +120,7 @@ class ClassSimilarity:
         return cls(matrix, neighbor_ranks(matrix), list(classes))
 
     def save(self, run_dir: str | os.PathLike, stem: str = "similarity") -> Path:
-        from robustune.engine.checkpoint import save_tensors
+        from robustune.files import save_tensors
 
         run_dir = Path(run_dir)
         save_tensors(run_dir / f"{stem}.safetensors", {"matrix": self.matrix, "ranks": self.ranks})

@@ -151,7 +151,7 @@ class ERAPT(FAP):
 
     def write_diagnostics_plot(self) -> Path | None:
         """Plot the logged Theorem-1 figures into ``<run>/analysis`` (never fails the run)."""
-        from robustune.engine import dist
+        from robustune import distributed as dist
 
         run_dir = getattr(self, "_run_dir", None)
         if run_dir is None or not self.evolves or not dist.is_main_process():
@@ -196,7 +196,7 @@ class ERAPT(FAP):
     @staticmethod
     def global_losses(natural: torch.Tensor, adversarial: torch.Tensor) -> tuple[float, float]:
         """Detached losses, averaged over ranks under torchrun so every rank uses the same weights."""
-        from robustune.engine import dist
+        from robustune import distributed as dist
 
         both = torch.stack([natural.detach().float(), adversarial.detach().float()])
         if dist.is_distributed():
