@@ -85,3 +85,20 @@ def test_fewshot_base_to_new_is_50_plus_50_with_the_number_template():
     assert base.classes == [f"{i:02d}" for i in range(50)] and len(base) == 200
     assert new.classes == [f"{i:02d}" for i in range(50, 100)] and len(new) == 50 * PER_CLASS["test"]
     assert base.template == "a photo of the number {}."
+
+
+def test_vit_erm_preset_trains_on_digits_pairs(tmp_path):
+    """configs/erm_digits_pairs_vit.yaml (the tiny ViT of issue 12) runs as-is: one step, 100 classes.
+
+    Ours, for test time only: 2 images per class and split instead of 100 / 10 / 30.
+    """
+    from robustune.config import load_config
+    from robustune.engine import train
+
+    reference = load_config("configs/erm_digits_pairs_vit.yaml")
+    cfg = load_config("configs/erm_digits_pairs_vit.yaml",
+                      ["train.max_steps=1", "train.log_every=1", "data.options.per_class=2"])
+    result = train(cfg, tmp_path / "run")
+    assert cfg.model == reference.model and cfg.optim == reference.optim
+    assert reference.model.name == "vit_tiny32" and reference.data.name == "digits_pairs"
+    assert result.method.model.num_classes == 100 and (tmp_path / "run" / "model.safetensors").exists()
