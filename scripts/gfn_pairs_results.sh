@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GFN on digits_pairs (100 classes) — the commands behind the digits_pairs section of docs/results.md:
 #   bash scripts/gfn_pairs_results.sh [OUT=runs/gfn_pairs_results] [STAGES="erm c fig2 baseline table3 table4 table5"]
-# (SEVERITIES=1,5 SEEDS=0,1,2 WORKERS=1 by default; ROBUSTUNE / PYTHON name the commands.)
+# (SEVERITIES=1,5 SEEDS=0,1,2 WORKERS=1 by default; ROBUSTUNE / PYTHON name the commands;
+#  EVAL_SEVERITIES=1 evaluates the ablations at those severities of digits_pairs-C only.)
 # 1. erm    the ERM "pre-trained" model (configs/erm_digits_pairs.yaml; reused if present),
 # 2. c      digits_pairs-C: the 15 common corruptions of the test split (3,000 images) at
 #           $SEVERITIES (default 1,5: 5 is the paper's Tables 4-5 severity, and nearly every
@@ -32,7 +33,7 @@ ablate() {  # ablate OUT_NAME GRID...
   local name=$1; shift
   "$RT" ablate configs/gfn_digits_pairs.yaml --set "model.init_from=$OUT/erm" "$@" --seeds "$SEEDS" \
     --suite clean,corruptions --option "corruption_root=$C" --option "$REF" --option cells_in_memory=true \
-    --columns "$COLS" \
+    ${EVAL_SEVERITIES:+--option "severities=$EVAL_SEVERITIES"} --columns "$COLS" \
     --out "$OUT/$name"
 }
 if has erm && [ ! -f "$OUT/erm/model.safetensors" ]; then
