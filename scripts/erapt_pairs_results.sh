@@ -2,23 +2,27 @@
 # ER-APT (our defaults) vs FAP, FAP at equal compute (4 PGD steps), zero-shot and the two ablations on
 # the tiny CLIP pre-trained on digits_pairs, base-to-new 50 + 50 classes (issues 12 and 13):
 #   bash scripts/erapt_pairs_results.sh [OUT] [SEEDS]      → OUT/table/table.md
+#   (JOBS=N: method groups run at once, default 2 — one thread each)
 # 16 shots of the 50 base classes, 2 epochs (200 steps; the warm start needs a second visit), natural
 # and PGD-10 (ε = 1/255, 4/255, step 1/255) on a fixed seeded subset of 1,000 test images per side
-# (of 1,500). One process per method group (one thread each; each resumable) into OUT/{a..e}, then
-# scripts/erapt_pairs_table.py merges them into one table.
+# (of 1,500). One process per method group (one thread each, at most JOBS at once; each resumable)
+# into OUT/{a..e}, then scripts/erapt_pairs_table.py merges them into one table.
 set -euo pipefail
 OUT=${1:-runs/erapt_pairs}
-SEEDS=${2:-1,2,3}
+SEEDS=${2:-1,2,3,4,5}
 RT=${ROBUSTUNE:-.venv/bin/robustune}  # may be a command line, e.g. "nice -n 10 python -m robustune.cli"
 PY=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 common=(--datasets digits_pairs --seeds "$SEEDS" --settings base2new --eps 1/255,4/255 --pgd-steps 10
         --n-eval 1000 --set train.epochs=2)
 run() { $RT fewshot configs/clip_tiny_digits_pairs_fap.yaml "${common[@]}" --out "$OUT/$1" --methods "$2"; }
-run a zeroshot,configs/clip_tiny_digits_pairs_fap.yaml &
-run b configs/clip_tiny_digits_pairs_fap_eqcompute.yaml &
-run c configs/clip_tiny_digits_pairs_erapt_fixed.yaml &
-run d configs/clip_tiny_digits_pairs_erapt.yaml &
-run e configs/clip_tiny_digits_pairs_erapt_noevo.yaml &
+JOBS=${JOBS:-2}
+groups=("a zeroshot,configs/clip_tiny_digits_pairs_fap.yaml" "d configs/clip_tiny_digits_pairs_erapt.yaml"
+        "b configs/clip_tiny_digits_pairs_fap_eqcompute.yaml" "c configs/clip_tiny_digits_pairs_erapt_fixed.yaml"
+        "e configs/clip_tiny_digits_pairs_erapt_noevo.yaml")
+for g in "${groups[@]}"; do
+  while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n; done
+  run $g &
+done
 wait
 $PY scripts/erapt_pairs_table.py "$OUT"

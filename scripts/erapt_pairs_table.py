@@ -1,7 +1,10 @@
 """One base-to-new table from the per-method protocol folders of scripts/erapt_pairs_results.sh.
 
 Usage: ``python scripts/erapt_pairs_table.py [OUT]`` (default runs/erapt_pairs) → OUT/table/table.md
-and table.json (robustune.fewshot.table's format: mean ± std over seeds, HM of base and new).
+and table.json (robustune.fewshot.table's format: mean ± std over seeds, HM of base and new), and
+OUT/table/paired.md: per-seed differences of the HM between methods trained on the same seed
+(same shots, same test images), mean ± std over the seeds they share and how many are > 0 — the
+seed-to-seed noise of a comparison is the std of the paired difference, not the two rows' stds.
 Each sub-folder ran one method, so the few-shot label (the method's name) is replaced by the preset.
 """
 
@@ -11,10 +14,44 @@ import json
 import sys
 from pathlib import Path
 
-from robustune.fewshot.table import write_tables
+import numpy as np
+
+from robustune.fewshot.table import harmonic_mean, write_tables
+from robustune.utils import write_text_atomic
 
 LABELS = {"a/zeroshot": "zero-shot", "a/fap": "FAP", "b/fap": "FAP, equal compute (PGD-4)",
           "d/erapt": "ER-APT", "e/erapt": "ER-APT w/o evolution", "c/erapt": "ER-APT w/o dyn. weighting"}
+
+
+PAIRS = [("ER-APT", "FAP"), ("ER-APT", "FAP, equal compute (PGD-4)"), ("ER-APT", "ER-APT w/o evolution"),
+         ("ER-APT", "ER-APT w/o dyn. weighting"), ("FAP, equal compute (PGD-4)", "FAP"),
+         ("ER-APT w/o evolution", "FAP")]
+METRICS = [("natural", "HM nat"), ("1/255", "HM PGD 1/255"), ("4/255", "HM PGD 4/255")]
+
+
+def hm_by_seed(records: list[dict], method: str, metric: str) -> dict[int, float]:
+    """Per-seed HM (in %) of base and new accuracy of ``method`` for ``natural`` or a PGD ε."""
+    def acc(ev: dict) -> float:
+        return ev["natural"] if metric == "natural" else ev["pgd"][metric]
+    return {r["seed"]: 100 * harmonic_mean(acc(r["evals"]["base"]), acc(r["evals"]["new"]))
+            for r in records if r["method"] == method}
+
+
+def paired_table(records: list[dict]) -> str:
+    lines = ["| comparison (A − B, HM points) | seeds | " + " | ".join(label for _, label in METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    for a, b in PAIRS:
+        cells, seeds = [], []
+        for metric, _ in METRICS:
+            ha, hb = hm_by_seed(records, a, metric), hm_by_seed(records, b, metric)
+            seeds = sorted(set(ha) & set(hb))
+            if not seeds:
+                break
+            d = np.array([ha[s] - hb[s] for s in seeds])
+            cells.append(f"{d.mean():+.1f} ± {d.std():.1f} ({int((d > 0).sum())}/{len(d)} > 0)")
+        if cells:
+            lines.append(f"| {a} − {b} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(out: Path) -> None:
@@ -30,6 +67,9 @@ def main(out: Path) -> None:
     records.sort(key=lambda r: (order.index(r["method"]), r["seed"]))
     md, js = write_tables(records, out / "table")
     print(md.read_text() if hasattr(md, "read_text") else md)
+    paired = paired_table(records)
+    write_text_atomic(out / "table" / "paired.md", paired)
+    print(paired)
 
 
 if __name__ == "__main__":
