@@ -2,7 +2,8 @@
 # GFN on digits_pairs (100 classes) — the commands behind the digits_pairs section of docs/results.md:
 #   bash scripts/gfn_pairs_results.sh [OUT=runs/gfn_pairs_results] [STAGES="erm c fig2 baseline table3 table4 table5"]
 # (SEVERITIES=1,5 SEEDS=0,1,2 WORKERS=1 by default; ROBUSTUNE / PYTHON name the commands;
-#  EVAL_SEVERITIES=1 evaluates the ablations at those severities of digits_pairs-C only.)
+#  EVAL_SEVERITIES=1 evaluates the ablations at those severities of digits_pairs-C only; K_GRID and
+#  ALPHA_GRID replace the k and α values of tables 4 and 5.)
 # 1. erm    the ERM "pre-trained" model (configs/erm_digits_pairs.yaml; reused if present),
 # 2. c      digits_pairs-C: the 15 common corruptions of the test split (3,000 images) at
 #           $SEVERITIES (default 1,5: 5 is the paper's Tables 4-5 severity, and nearly every
@@ -59,10 +60,10 @@ if has table3; then
   ablate table3 --grid method=adv_untargeted,nbr,gfn:rank_weighted,gfn:neighbor_suppression,gfn:neighbor_margin
 fi
 if has table4; then
-  ablate table4 --grid k=5,10,20,30,40
+  ablate table4 --grid "k=${K_GRID:-5,10,20,30,40}"
 fi
 if has table5; then
-  ablate table5 --grid alpha=0.9,0.7,0.5,0.2,0.1
+  ablate table5 --grid "alpha=${ALPHA_GRID:-0.9,0.7,0.5,0.2,0.1}"
 fi
 # per-severity tables (mean corruption accuracy, mCE vs the ERM model, motion blur) from ablation.json
 for t in table3 table4 table5; do

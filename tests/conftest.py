@@ -48,3 +48,36 @@ def trained_tiny_model(tmp_path_factory):
 def trained_tiny_run(trained_tiny_model, tmp_path_factory):
     """Path of the run folder the tiny model was trained in (config.yaml + model.safetensors)."""
     return next(p for p in tmp_path_factory.getbasetemp().glob("tiny_run*") if (p / "model.safetensors").exists())
+
+
+class TrainingInterrupted(Exception):
+    """Raised inside a training step: a crash mid-run (tests/test_faults_training.py also kills for real)."""
+
+
+@pytest.fixture
+def crash_at_step(monkeypatch):
+    """``crash(cfg, run_dir, method_cls, step, on_step=None)``: train until ``ctx.step == step``, crash there.
+
+    The method's ``training_step`` raises :class:`TrainingInterrupted` at that step (``on_step``
+    sees every step's context first) and is restored afterwards, so the caller can resume.
+    """
+    from robustune.engine import train
+
+    def crash(cfg, run_dir, method_cls, step: int, on_step=None) -> None:
+        original = method_cls.training_step
+
+        def crashing(self, images, labels, ctx):
+            if on_step is not None:
+                on_step(ctx)
+            if ctx.step == step:
+                raise TrainingInterrupted
+            return original(self, images, labels, ctx)
+
+        monkeypatch.setattr(method_cls, "training_step", crashing)
+        try:
+            with pytest.raises(TrainingInterrupted):
+                train(cfg, run_dir)
+        finally:
+            monkeypatch.setattr(method_cls, "training_step", original)
+
+    return crash

@@ -17,10 +17,6 @@ def _weights(run_dir):
     return load_file(str(run_dir / "model.safetensors"))
 
 
-class _Interrupt(Exception):
-    pass
-
-
 RESUME_CASES = {
     "erm": (None, FAST + ["method.name=erm"]),
     "gfn": (None, FAST + ["method.name=gfn", "method.params={k: 3, eta: 0.05}"]),
@@ -30,25 +26,11 @@ RESUME_CASES = {
 
 
 @pytest.mark.parametrize("method", list(RESUME_CASES))
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch, method):
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, crash_at_step, method):
     path, overrides = RESUME_CASES[method]
     cfg = load_config(path, overrides)
     train(cfg, tmp_path / "full")
-
-    cls = METHODS.get(method)
-    original = cls.training_step
-    calls = {"n": 0}
-
-    def crashing(self, images, labels, ctx):
-        calls["n"] += 1
-        if ctx.step == 4:  # mid-epoch 2 (3 steps per epoch)
-            raise _Interrupt
-        return original(self, images, labels, ctx)
-
-    monkeypatch.setattr(cls, "training_step", crashing)
-    with pytest.raises(_Interrupt):
-        train(cfg, tmp_path / "cut")
-    monkeypatch.setattr(cls, "training_step", original)
+    crash_at_step(cfg, tmp_path / "cut", METHODS.get(method), 4)  # mid-epoch 2 (3 steps per epoch)
     assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["epoch_0000"]
     train(cfg, tmp_path / "cut", resume=True)
 

@@ -118,11 +118,7 @@ def test_robustune_train_runs_erapt(tmp_path):
     assert (run / "analysis" / "erapt_population.png").is_file()  # the report shows <run>/analysis/*.png
 
 
-class _Interrupt(Exception):
-    pass
-
-
-def test_resume_restores_weighting_state(tmp_path, monkeypatch):
+def test_resume_restores_weighting_state(tmp_path, crash_at_step):
     """An interrupted + resumed run == an uninterrupted one: DWA windows and collapse history are checkpointed."""
     from robustune.config import load_config
     from robustune.engine import train
@@ -133,17 +129,7 @@ def test_resume_restores_weighting_state(tmp_path, monkeypatch):
             "method.params.dwa_window=1", "method.params.collapse_window=2", "method.params.diagnostics_every=0"]
     cfg = load_config("configs/clip_tiny_digits_erapt.yaml", sets)
     full = train(cfg, tmp_path / "a")
-    original = ERAPT.training_step
-
-    def crashing(self, images, labels, ctx):
-        if ctx.step == 3:  # mid-epoch 2 (2 steps per epoch)
-            raise _Interrupt
-        return original(self, images, labels, ctx)
-
-    monkeypatch.setattr(ERAPT, "training_step", crashing)
-    with pytest.raises(_Interrupt):
-        train(cfg, tmp_path / "b")
-    monkeypatch.setattr(ERAPT, "training_step", original)
+    crash_at_step(cfg, tmp_path / "b", ERAPT, 3)  # mid-epoch 2 (2 steps per epoch)
     resumed = train(cfg, tmp_path / "b", resume=True)
 
     def steps(run):
@@ -162,7 +148,7 @@ def test_fitness_and_operator_options_run(base, batch, kw):
     assert math.isfinite(out["loss"].item()) and out["logs"]["evo_gain"] >= 0 and grads
 
 
-def test_warm_start_resume_is_bit_identical(tmp_path, monkeypatch):
+def test_warm_start_resume_is_bit_identical(tmp_path, crash_at_step):
     """Warm start (index-keyed memory of the fittest member): an interrupted + resumed run == an uninterrupted one."""
     from robustune.config import load_config
     from robustune.engine import train
@@ -174,19 +160,9 @@ def test_warm_start_resume_is_bit_identical(tmp_path, monkeypatch):
             "method.params.warm_start=true", "method.params.diagnostics_every=0", "method.params.dwa_window=1"]
     cfg = load_config("configs/clip_tiny_digits_erapt.yaml", sets)
     full = train(cfg, tmp_path / "a")
-    original = ERAPT.training_step
     seen = []
-
-    def crashing(self, images, labels, ctx):
-        seen.append(ctx.indices.clone())
-        if ctx.step == 3:  # mid-epoch 2 (2 steps per epoch): the resume reads epoch 1's memory back
-            raise _Interrupt
-        return original(self, images, labels, ctx)
-
-    monkeypatch.setattr(ERAPT, "training_step", crashing)
-    with pytest.raises(_Interrupt):
-        train(cfg, tmp_path / "b")
-    monkeypatch.setattr(ERAPT, "training_step", original)
+    # crash mid-epoch 2 (2 steps per epoch): the resume reads epoch 1's memory back
+    crash_at_step(cfg, tmp_path / "b", ERAPT, 3, on_step=lambda ctx: seen.append(ctx.indices.clone()))
     resumed = train(cfg, tmp_path / "b", resume=True)
 
     def steps(run):
