@@ -36,6 +36,17 @@ def test_digits_det_is_deterministic_with_valid_boxes():
     assert len(images) == 2 and targets[1]["image_id"] == 1
 
 
+def test_digits_det_n_images_per_split_and_smaller_sets_are_prefixes():
+    small = create_dataset("digits_det", "test", n_images={"test": 5, "train": 7})
+    big = create_dataset("digits_det", "test", n_images=12)
+    assert len(small) == 5 and len(create_dataset("digits_det", "train", n_images={"test": 5, "train": 7})) == 7
+    assert len(create_dataset("digits_det", "val", n_images={"test": 5})) == 100  # unnamed split: its default
+    assert all((small[i][0] == big[i][0]).all() and (small[i][1]["boxes"] == big[i][1]["boxes"]).all()
+               for i in range(5))
+    with pytest.raises(ValueError, match="unknown split.*'tset'"):
+        create_dataset("digits_det", "test", n_images={"tset": 5})
+
+
 def _write_coco(tmp_path, anns, images=None, categories=None, make_files=True):
     img_dir = tmp_path / "val2017"
     img_dir.mkdir(exist_ok=True)

@@ -232,25 +232,40 @@ def digits_det_image(rng: np.random.Generator, pool: tuple[np.ndarray, np.ndarra
 
 
 @register_dataset("digits_det")
-def digits_det(split: str = "train", n_images: int | None = None, canvas: int = 64,
+def digits_det(split: str = "train", n_images: int | dict[str, int] | None = None, canvas: int = 64,
                min_digit: int = 14, max_digit: int = 28, max_objects: int = 4, seed: int = 0,
                **_: object) -> DetectionDataset:
     """Real scikit-learn digits pasted on ``canvas`` px canvases: 1..4 per image, known boxes.
 
     Deterministic in (seed, split). Each split draws its digits from the same split of the
     ``digits`` dataset (so test digits are never seen in training). Default sizes: train 500,
-    val 100, test 200 images; boxes are the tight boxes of each digit's ink.
+    val 100, test 200 images; ``n_images`` is one count for every split or a mapping split → count
+    (e.g. ``{test: 100}``; splits it does not name keep their default). Boxes are the tight boxes
+    of each digit's ink. The first n images of a split do not depend on n (a smaller set is a prefix).
     """
     if split not in DIGITS_DET_SIZES:
         raise ValueError(f"unknown digits_det split {split!r}; valid: {', '.join(DIGITS_DET_SIZES)}")
     if not 4 <= min_digit <= max_digit <= canvas:
         raise ValueError(f"digits_det needs 4 <= min_digit <= max_digit <= canvas, got "
                          f"{min_digit}, {max_digit}, {canvas}")
-    n = DIGITS_DET_SIZES[split] if n_images is None else int(n_images)
+    n = _split_size(split, n_images)
     records = _digits_det_records(split, n, canvas, min_digit, max_digit, max_objects, seed)
     from robustune.data.digits import DIGIT_NAMES
 
     return DetectionDataset(list(records), DIGIT_NAMES, name="digits_det", source=f"digits_det/{split}")
+
+
+def _split_size(split: str, n_images: int | dict[str, int] | None) -> int:
+    if isinstance(n_images, dict):
+        unknown = sorted(set(n_images) - set(DIGITS_DET_SIZES))
+        if unknown:
+            raise ValueError(f"digits_det option n_images names unknown split(s) {', '.join(map(repr, unknown))}; "
+                             f"valid: {', '.join(DIGITS_DET_SIZES)}")
+        n_images = n_images.get(split)
+    n = DIGITS_DET_SIZES[split] if n_images is None else int(n_images)
+    if n < 1:
+        raise ValueError(f"digits_det option n_images must be >= 1 for split {split!r}, got {n}")
+    return n
 
 
 @functools.lru_cache(maxsize=8)
