@@ -8,8 +8,11 @@
 # 3. the grid method = det_finetune, det_adv, gfn_det x seeds $SEEDS from configs/det_gfn_digits.yaml
 #    (det_adv keeps its eta; det_finetune takes no params), each evaluated clean + corruptions
 #    (mAP, AP50, mPC, rPC) into $OUT/table/ablation.md.
-# Scale knobs (environment): SEEDS (0,1,2), SEVERITIES (1-5), EPOCHS (preset: 12), N_IMAGES (preset:
-# 500/100/200 per split; a number sets every split), ERM_EPOCHS (preset: 60), WORKERS (2).
+# Scale knobs (environment): SEEDS (0,1,2), SEVERITIES (1-5; mPC is then over those severities
+# only), EPOCHS (preset: 12), N_IMAGES (preset: 500/100/200 per split; a number sets every split),
+# N_TEST (test images, clean and corrupted alike; preset 200), ERM_EPOCHS (preset: 60), WORKERS (2,
+# for corrupt), JOBS (1; 2 = two ablate processes at once taking (method, seed) cells from one queue,
+# then one pass over the whole grid that only tabulates).
 # Every step resumes: rerunning skips what is finished.
 set -euo pipefail
 OUT=${1:-runs/det_results}
@@ -19,9 +22,14 @@ SEVERITIES=${SEVERITIES:-1-5}
 SETS=(--set "model.init_from=$OUT/erm" --set train.eval_every=0)
 CORRUPT_OPTS=()
 if [ -n "${EPOCHS:-}" ]; then SETS+=(--set "train.epochs=$EPOCHS"); fi
-if [ -n "${N_IMAGES:-}" ]; then
-  SETS+=(--set "data.options.n_images=$N_IMAGES")
-  CORRUPT_OPTS+=(--option "n_images=$N_IMAGES")
+if [ -n "${N_IMAGES:-}${N_TEST:-}" ]; then  # one count, or per split: {train: N, val: N, test: N_TEST}
+  if [ -n "${N_IMAGES:-}" ]; then
+    SIZES="{train: $N_IMAGES, val: $N_IMAGES, test: ${N_TEST:-$N_IMAGES}}"
+  else
+    SIZES="{test: $N_TEST}"
+  fi
+  SETS+=(--set "data.options.n_images=$SIZES")
+  CORRUPT_OPTS+=(--option "n_images=${N_TEST:-$N_IMAGES}")
 fi
 if [ ! -f "$OUT/erm/model.safetensors" ]; then
   $RT train configs/erm_digits.yaml --out "$OUT/erm" --resume --set train.eval_every=0 \
@@ -29,8 +37,29 @@ if [ ! -f "$OUT/erm/model.safetensors" ]; then
 fi
 $RT corrupt digits_det --out "$OUT/digits_det-c" --severities "$SEVERITIES" --workers "${WORKERS:-2}" \
   "${CORRUPT_OPTS[@]}"
-$RT ablate configs/det_gfn_digits.yaml "${SETS[@]}" \
-  --grid method=det_finetune,det_adv,gfn_det --seeds "$SEEDS" --suite clean,corruptions \
-  --option "corruption_root=$OUT/digits_det-c" \
-  --columns "clean,clean/AP50,corruptions/mPC,corruptions/rPC" --out "$OUT/table"
+grid() {  # grid METHODS SEEDS
+  $RT ablate configs/det_gfn_digits.yaml "${SETS[@]}" --grid "method=$1" --seeds "$2" \
+    --suite clean,corruptions --option "corruption_root=$OUT/digits_det-c" --option "severities=$SEVERITIES" \
+    --columns "clean,clean/AP50,corruptions/mPC,corruptions/rPC" --out "$OUT/table"
+}
+worker() {  # take the next unclaimed (method, seed) cell until none is left; seed-major, costly first
+  for seed in ${SEEDS//,/ }; do
+    for method in gfn_det det_adv det_finetune; do
+      mkdir "$OUT/table/.claims/$method-$seed" 2>/dev/null || continue
+      grid "$method" "$seed"
+    done
+  done
+}
+if [ "${JOBS:-1}" = 2 ]; then  # two ablate processes on disjoint cells of one folder
+  rm -rf "$OUT/table/.claims" && mkdir -p "$OUT/table/.claims"
+  worker > "$OUT/ablate_a.log" 2>&1 &
+  a=$!
+  worker > "$OUT/ablate_b.log" 2>&1 &
+  b=$!
+  status=0
+  wait "$a" || status=$?
+  wait "$b" || status=$?
+  if [ "$status" != 0 ]; then echo "an ablate process failed: see $OUT/ablate_[ab].log" >&2; exit "$status"; fi
+fi
+grid det_finetune,det_adv,gfn_det "$SEEDS"  # trains what is left; with JOBS=2 it only tabulates
 echo "table: $OUT/table/ablation.md"
