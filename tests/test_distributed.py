@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ARGS = ["--set", "data.batch_size=64", "--set", "train.epochs=3",
         "--set", "model.name=small_cnn", "--set", "optim.lr=3e-3", "--set", "train.log_every=1"]
@@ -64,3 +65,35 @@ def test_sharded_prediction_gathers_every_image_once(tmp_path):
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
          tmp_path)
     assert (tmp_path / "out.txt").read_text() == str(list(range(7)))
+
+
+def test_two_process_gfn_det_ranks_end_with_identical_weights(tmp_path):
+    """gfn_det (the detection step with the most parts: per-rank similarity, input-gradient step,
+    opened-up Faster R-CNN forward) under DDP: each rank trains on its own shard, so equal weights
+    at the end mean the gradients were averaged; rank 0's export is those weights."""
+    script = tmp_path / "det_ddp.py"
+    script.write_text(
+        "import sys, torch, torch.distributed as dist\n"
+        "from safetensors.torch import save_file\n"
+        "from robustune.config import load_config\n"
+        "from robustune.engine import train\n"
+        "cfg = load_config('configs/det_gfn_digits.yaml', sys.argv[2:])\n"
+        "res = train(cfg, sys.argv[1])\n"
+        "state = {k: v.detach().contiguous() for k, v in res.method.export_state().items()}\n"
+        "save_file(state, f'{sys.argv[1]}/rank{dist.get_rank()}.safetensors')\n"
+    )
+    run = tmp_path / "run"
+    sets = ["model.init_from=null", "data.options.n_images=8", "data.options.canvas=48", "data.batch_size=4",
+            "data.eval_batch_size=4", "train.epochs=1", "train.eval_every=0", "train.log_every=1",
+            "method.params.similarity_source=head_weights"]
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+          str(run), *sets], tmp_path)
+    from safetensors.torch import load_file
+
+    r0, r1, saved = (load_file(str(run / f)) for f in ("rank0.safetensors", "rank1.safetensors", "model.safetensors"))
+    assert r0.keys() == r1.keys() == saved.keys() and len(r0) > 50
+    assert all(torch.equal(r0[k], r1[k]) and torch.equal(r0[k], saved[k]) for k in r0)
+    logs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in logs if not l.get("epoch_end")] == [1, 2]  # 8 images / global batch 4, rank 0 only
+    run_json = json.loads((run / "run.json").read_text())
+    assert (run_json["world_size"], run_json["per_rank_batch"]) == (2, 2)
