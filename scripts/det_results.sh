@@ -7,7 +7,8 @@
 # 2. digits_det-C: 15 corruptions x severities $SEVERITIES of the test split, boxes unchanged,
 # 3. the grid method = det_finetune, det_adv, gfn_det x seeds $SEEDS from configs/det_gfn_digits.yaml
 #    (det_adv keeps its eta; det_finetune takes no params), each evaluated clean + corruptions
-#    (mAP, AP50, mPC, rPC) into $OUT/table/ablation.md.
+#    (mAP, AP50, mPC, rPC) into $OUT/table/ablation.md; mean mAP per severity and per corruption
+#    family into $OUT/table/severity.md (scripts/det_severity_table.py).
 # Scale knobs (environment): SEEDS (0,1,2), SEVERITIES (1-5; mPC is then over those severities
 # only), EPOCHS (preset: 12), N_IMAGES (preset: 500/100/200 per split; a number sets every split),
 # N_TEST (test images, clean and corrupted alike; preset 200), ERM_EPOCHS (preset: 60), WORKERS (2,
@@ -17,6 +18,7 @@
 set -euo pipefail
 OUT=${1:-runs/det_results}
 RT=${ROBUSTUNE:-.venv/bin/robustune}  # may be a command with arguments (word-split)
+# PYTHON (.venv/bin/python) runs scripts/det_severity_table.py
 SEEDS=${SEEDS:-0,1,2}
 SEVERITIES=${SEVERITIES:-1-5}
 SETS=(--set "model.init_from=$OUT/erm" --set train.eval_every=0)
@@ -62,4 +64,5 @@ if [ "${JOBS:-1}" = 2 ]; then  # two ablate processes on disjoint cells of one f
   if [ "$status" != 0 ]; then echo "an ablate process failed: see $OUT/ablate_[ab].log" >&2; exit "$status"; fi
 fi
 grid det_finetune,det_adv,gfn_det "$SEEDS"  # trains what is left; with JOBS=2 it only tabulates
-echo "table: $OUT/table/ablation.md"
+${PYTHON:-.venv/bin/python} scripts/det_severity_table.py "$OUT/table" > "$OUT/table/severity.md"
+echo "tables: $OUT/table/ablation.md, $OUT/table/severity.md"

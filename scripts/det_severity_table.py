@@ -1,0 +1,71 @@
+"""Detection mAP per severity and per corruption family from ``robustune ablate`` folders.
+
+    python scripts/det_severity_table.py ABLATE_DIR [--out F.json]
+
+Reads every ``<cell>/eval/results.json`` under ABLATE_DIR (e.g. runs/det_results/table, cells run
+by several ablate processes at once), groups the runs by method and prints a Markdown table, values
+in % as mean ± std over seeds: clean mAP, the mean mAP over the 15 common corruptions at each
+severity present, and mPC restricted to each corruption family (noise, blur, weather, digital).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS
+from robustune.utils import write_json
+
+FAMILIES = {"noise": COMMON_CORRUPTIONS[0:3], "blur": COMMON_CORRUPTIONS[3:7],
+            "weather": COMMON_CORRUPTIONS[7:11], "digital": COMMON_CORRUPTIONS[11:15]}
+
+
+def run_metrics(cells: dict) -> dict[str, float]:
+    """clean, sev<s> (mean over corruptions at severity s), mPC per family, for one run."""
+    per: dict[tuple[str, int], float] = {}
+    for key, cell in cells.items():
+        parts = key.split("/")
+        if parts[0] == "corruptions" and len(parts) == 3 and parts[2].isdigit() and parts[1] in COMMON_CORRUPTIONS:
+            per[(parts[1], int(parts[2]))] = cell["value"]
+    severities = sorted({s for _, s in per})
+    missing = [f"{c}/{s}" for c in COMMON_CORRUPTIONS for s in severities if (c, s) not in per]
+    if missing:
+        raise KeyError(f"corruption cells missing ({', '.join(missing[:5])}...): evaluate the run completely first")
+    out = {"clean": cells["clean"]["value"]}
+    for s in severities:
+        out[f"sev{s}"] = statistics.fmean(per[(c, s)] for c in COMMON_CORRUPTIONS)
+    for family, names in FAMILIES.items():
+        out[family] = statistics.fmean(statistics.fmean(per[(c, s)] for s in severities) for c in names)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    groups: dict[str, list[dict[str, float]]] = {}
+    for path in sorted(args.folder.glob("*/eval/results.json")):
+        data = json.loads(path.read_text())
+        method = path.parent.parent.name.split("__")[0].removeprefix("method=")
+        groups.setdefault(method, []).append(run_metrics(data["cells"]))
+    if not groups:
+        raise SystemExit(f"no <cell>/eval/results.json under {args.folder}")
+    columns = list(next(iter(groups.values()))[0])
+    lines = ["| method | " + " | ".join(columns) + " | seeds |", "|" + "---|" * (len(columns) + 2)]
+    for method, rows in groups.items():
+        vals = [[100 * r[c] for r in rows] for c in columns]
+        text = [f"{statistics.fmean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+                for v in vals]
+        lines.append(f"| {method} | " + " | ".join(text) + f" | {len(rows)} |")
+    print("\n".join(lines))
+    if args.out:
+        write_json(args.out, {m: rows for m, rows in groups.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
