@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS
+from robustune.corruptions.registry import COMMON_CORRUPTIONS
 from robustune.utils import write_json
 
 FAMILIES = {"noise": COMMON_CORRUPTIONS[0:3], "blur": COMMON_CORRUPTIONS[3:7],
