@@ -18,25 +18,10 @@ TINY = ["model.init_from=null", "data.options.n_images=4", "data.options.canvas=
         "data.eval_batch_size=4", "train.epochs=2", "train.eval_every=0", "train.log_every=1"]
 
 
-class _Interrupt(Exception):
-    pass
-
-
-def test_gfn_det_resume_matches_uninterrupted(tmp_path, monkeypatch):
+def test_gfn_det_resume_matches_uninterrupted(tmp_path, crash_at_step):
     cfg = load_config("configs/det_gfn_digits.yaml", TINY + ["method.params.similarity_source=head_weights"])
     train(cfg, tmp_path / "full")
-    cls = METHODS.get("gfn_det")
-    original = cls.training_step
-
-    def crashing(self, images, labels, ctx):
-        if ctx.step == 3:  # mid-epoch 2 (2 steps per epoch)
-            raise _Interrupt
-        return original(self, images, labels, ctx)
-
-    monkeypatch.setattr(cls, "training_step", crashing)
-    with pytest.raises(_Interrupt):
-        train(cfg, tmp_path / "cut")
-    monkeypatch.setattr(cls, "training_step", original)
+    crash_at_step(cfg, tmp_path / "cut", METHODS.get("gfn_det"), 3)  # mid-epoch 2 (2 steps per epoch)
     assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["epoch_0000"]
     train(cfg, tmp_path / "cut", resume=True)
     a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(tmp_path / "cut" / "model.safetensors"))
