@@ -5,6 +5,7 @@ own layer and the layers below it, never one above. Lazy imports inside function
 """
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,5 +93,5 @@ def test_an_upward_import_is_caught(tmp_path, monkeypatch):
     fake = tmp_path / "robustune"
     (fake / "models").mkdir(parents=True)
     (fake / "models" / "bad.py").write_text("def f():\n    from robustune.engine import train\n")
-    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert upward_imports() == ["models.bad (layer models) imports robustune.engine.train (layer engine)"]
