@@ -96,20 +96,21 @@ def polygon_boxes(data: dict[str, Any], source: str) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError):
         raise AnnotationError(f"{source}: not a Cityscapes polygon file (needs imgWidth, imgHeight, "
                               "objects)") from None
-    canvas = Image.new("I", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    wanted = []  # (object index + 1, label index, crowd, polygon points)
+    drawn = []  # (fill value = object index + 1, label, crowd, polygon points), in file order
     for i, obj in enumerate(objects):
         where = f"{source}: object {i}"
         if obj.get("deleted"):
             continue
         label, group = _label_of(str(obj.get("label")), where)
-        if label in NOT_DRAWN:
-            continue
-        pts = _points(obj, where)
-        draw.polygon(pts, fill=i + 1)
-        if label in CITYSCAPES_CLASSES:
-            wanted.append((i + 1, CITYSCAPES_CLASSES.index(label), int(group), pts))
+        if label not in NOT_DRAWN:
+            drawn.append((i + 1, label, int(group), _points(obj, where)))
+    wanted = [(v, CITYSCAPES_CLASSES.index(label), group, pts) for v, label, group, pts in drawn
+              if label in CITYSCAPES_CLASSES]
+    canvas = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for value, _, _, pts in drawn:
+        if wanted and value >= wanted[0][0]:  # what comes before the first box cannot cover it
+            draw.polygon(pts, fill=value)
     ids = np.asarray(canvas)
     boxes, labels, crowd, area = [], [], [], []
     for value, label, group, pts in wanted:
