@@ -19,6 +19,7 @@ looks up ``<suite>@detection`` first.
   name through ``category_map`` (default ``coco_to_rtts`` / ``coco_to_exdark`` from
   ``robustune/resources/detection``; a class whose name already is a target class maps to itself);
   predictions of unmapped classes are dropped.
+- ``foggy_cityscapes``: mAP per fog level β and their mean, :mod:`robustune.eval.foggy_cityscapes`.
 """
 
 from __future__ import annotations
