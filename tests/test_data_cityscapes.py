@@ -201,6 +201,11 @@ def test_one_line_errors(tmp_path):
     image.unlink()
     error(FileNotFoundError, r"polygon file .*lindau_000000_000019_gtFine_polygons.json has no image .*"
                              r"lindau_000000_000019_leftImg8bit.png", "cityscapes", "val", root=str(root))
+    foggy = root / "leftImg8bit_foggy" / "val" / "frankfurt" / "frankfurt_000000_000019_leftImg8bit_foggy_beta_0.02.png"
+    foggy.unlink()  # the first image of the level: the level is still there (lindau), so the file is named
+    error(FileNotFoundError, r"polygon file .*frankfurt_000000_000019_gtFine_polygons.json has no image "
+                             r".*frankfurt_000000_000019_leftImg8bit_foggy_beta_0.02.png", "foggy_cityscapes", "val",
+          root=str(root), beta=0.02)
     poly = root / "gtFine" / "train" / "aachen" / "aachen_000001_000019_gtFine_polygons.json"
     poly.write_text(json.dumps(polygon_json([("car", rect(1, 1, 5, 5)), ("spaceship", rect(1, 1, 5, 5))])))
     error(AnnotationError, r"aachen_000001_000019_gtFine_polygons.json: object 1 has label 'spaceship'",

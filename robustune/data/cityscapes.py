@@ -247,8 +247,8 @@ def foggy_cityscapes(split: str = "val", root: str | None = None, beta: float | 
         stem = path.name[: -len(POLYGON_SUFFIX)]
         return images / path.parent.name / f"{stem}_leftImg8bit_foggy_beta_{beta}.png"
 
-    if not image_of(files[0]).is_file():
-        present = _betas_present(images)
+    present = _betas_present(images) if not image_of(files[0]).is_file() else [beta]
+    if beta not in present:  # else a missing image is named with its polygon file below
         raise FileNotFoundError(
             f"foggy_cityscapes: no images of beta={beta} under {images} (e.g. {image_of(files[0])}); "
             f"beta values present: {', '.join(map(str, present)) or 'none'}")
