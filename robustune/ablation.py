@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from robustune.config import ConfigError, EvalConfig, RunConfig, apply_overrides, from_dict, to_dict
-from robustune.utils import resolve_device, write_json, write_text_atomic
+from robustune.files import write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,8 @@ def _metric_columns(results) -> dict[str, float]:
 def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalConfig,
              options: dict[str, Any]):
     from robustune.engine import train
-    from robustune.engine.build import resolve_weights_file
-    from robustune.eval import evaluate
-    from robustune.eval.model_loading import load_run_model
+    from robustune.runs.build import resolve_weights_file
+    from robustune.runs.evaluate import evaluate_run
 
     if cfg is None:  # baseline: the starting model itself
         if not base.model.init_from:
@@ -99,11 +98,7 @@ def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalCo
         if not (run_dir / "model.safetensors").exists():
             train(cfg, run_dir, resume=True)
         model_cfg, model_dir = cfg, run_dir
-    model, dataset, classes, info = load_run_model(model_cfg, model_dir, ecfg.split)
-    return evaluate(model, dataset, ecfg, run_dir / "eval", classes=classes, model_info=info["model"],
-                    dataset_info=info["dataset"], device=resolve_device(model_cfg.train.device),
-                    batch_size=model_cfg.data.eval_batch_size,
-                    options=options)
+    return evaluate_run(model_dir, ecfg, run_dir / "eval", cfg=model_cfg, options=options).results
 
 
 # Cells whose values are already percentages (CE-style ratios × 100): not scaled again.

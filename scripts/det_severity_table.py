@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from robustune.corruptions.registry import COMMON_CORRUPTIONS
-from robustune.utils import write_json
+from robustune.files import write_json
 
 FAMILIES = {"noise": COMMON_CORRUPTIONS[0:3], "blur": COMMON_CORRUPTIONS[3:7],
             "weather": COMMON_CORRUPTIONS[7:11], "digital": COMMON_CORRUPTIONS[11:15]}

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS
-from robustune.utils import write_json
+from robustune.files import write_json
 
 
 def _acc(metrics: dict, corruption: str, severity: int) -> float:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from robustune.clip import CLIPClassifier, create_clip, dataset_template, resolve_templates
 from robustune.engine.zeroshot import write_zeroshot_run
-from robustune.models.factory import WeightsUnavailableError
+from robustune.errors import WeightsUnavailableError
 
 NAMES = ["zero", "one", "two"]
 

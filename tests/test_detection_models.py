@@ -10,7 +10,7 @@ from robustune.data.detection import detection_collate
 from robustune.methods import StepContext, create_method
 from robustune.models import create_classifier
 from robustune.models.detectors import create_detector
-from robustune.models.factory import WeightsUnavailableError
+from robustune.errors import WeightsUnavailableError
 
 SMALL = dict(min_size=48, max_size=48, fpn_channels=16, box_head_dim=32, pyramid_scales=(2, 1, 0.5),
              rpn_batch_size_per_image=16, box_batch_size_per_image=16, rpn_pre_nms_top_n_train=100,

@@ -23,7 +23,7 @@ from robustune.analysis.plots import (
 )
 from robustune.data.benchmarks import available_cells, corruption_folder
 from robustune.eval.clean import predict
-from robustune.utils import write_json
+from robustune.files import write_json
 
 log = logging.getLogger(__name__)
 

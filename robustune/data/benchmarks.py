@@ -80,7 +80,7 @@ def corruption_folder(root: str | os.PathLike, corruption: str, severity: int, *
     if not cell.is_dir():
         raise FileNotFoundError(f"no folder {str(cell)!r}: expected <root>/<corruption>/<severity>/<class>/<file>")
     if classes is None and (root / "manifest.json").exists():
-        from robustune.utils import read_json
+        from robustune.files import read_json
 
         classes = read_json(root / "manifest.json").get("classes")
     folders = list(classes) if classes else find_classes(cell)

@@ -31,8 +31,9 @@ from typing import Any
 import torch
 
 from robustune.config import EvalConfig, MethodConfig, RunConfig, load_config
+from robustune.errors import ProtocolError
+from robustune.files import read_json, write_json
 from robustune.registry import unknown_choice_message
-from robustune.utils import read_json, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -197,21 +198,18 @@ def train_cell(cell: ProtocolCell) -> None:
     record and its (possibly empty) export, so it is evaluated like any trained run.
     """
     from robustune.engine import train
-    from robustune.engine.build import build_run
     from robustune.engine.checkpoint import latest_checkpoint
-    from robustune.files import save_tensors
-    from robustune.engine.trainer import write_run_record
+    from robustune.runs.build import build_run
+    from robustune.runs.zeroshot import has_nothing_to_train, write_untrained_run
 
     if (cell.run_dir / "model.safetensors").is_file():
         log.info("%s: already trained", cell.run_dir)
         return
     torch.manual_seed(cell.train_cfg.train.seed)  # as the engine does before building: same init
     method, splits = build_run(cell.train_cfg)
-    if next(iter(method.trainable_parameters()), None) is None:
+    if has_nothing_to_train(method):
         log.info("%s: method %r has nothing to train; evaluated as built", cell.run_dir, cell.method)
-        cell.run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_record(cell.run_dir, cell.train_cfg)
-        save_tensors(cell.run_dir / "model.safetensors", method.export_state())
+        write_untrained_run(cell.train_cfg, cell.run_dir, method.export_state())
         return
     resume = latest_checkpoint(cell.run_dir) is not None
     train(cell.train_cfg, cell.run_dir, resume=resume, method=method, splits=splits)
@@ -219,18 +217,16 @@ def train_cell(cell: ProtocolCell) -> None:
 
 def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
     """Natural and PGD accuracy of the trained cell on each of its evaluation sets."""
-    from robustune.eval import eps_label, evaluate, pgd_key
-    from robustune.eval.model_loading import load_run_model
+    from robustune.eval import eps_label, pgd_key
+    from robustune.runs.evaluate import evaluate_run
 
     ecfg = protocol.eval_config()
     out: dict[str, Any] = {}
     for name, cfg in cell.evals.items():
         # cross-dataset cells evaluate on other class lists on purpose
-        model, dataset, classes, info = load_run_model(cfg, cell.run_dir, "test", check_weights_classes=False)
-        results = evaluate(model, dataset, ecfg, cell.run_dir / f"eval_{name}", classes=classes,
-                           model_info=info["model"], dataset_info={**info["dataset"], **cfg.data.options},
-                           device=resolve_device(cfg.train.device), batch_size=cfg.data.eval_batch_size,
-                           options=protocol.suite_options)
+        results, classes = evaluate_run(cell.run_dir, ecfg, cell.run_dir / f"eval_{name}", cfg=cfg,
+                                        split="test", options=protocol.suite_options,
+                                        check_weights_classes=False, dataset_info=cfg.data.options)
         pgd = {pgd_key(eps, ecfg.pgd_steps): eps_label(eps) for eps in ecfg.eps}
         out[name] = {
             "natural": results.value("clean"),
@@ -268,10 +264,6 @@ def eval_spec(protocol: ProtocolConfig) -> dict[str, Any]:
         "eps": protocol.eps, "pgd_steps": protocol.pgd_steps, "pgd_alpha": protocol.pgd_alpha,
         "n_eval": protocol.n_eval, "seed": protocol.eval_seed, "suites": protocol.eval_config().suites,
         "options": protocol.suite_options}, default=str))
-
-
-class ProtocolError(RuntimeError):
-    """Some cells failed (with ``keep_going``); the others are finished and tabulated."""
 
 
 def cell_status(cell: ProtocolCell) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from robustune.utils import write_json, write_text_atomic
+from robustune.files import write_json, write_text_atomic
 
 GroupKey = tuple[str, str, int, str]  # setting, dataset, shots, method
 

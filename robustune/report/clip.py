@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from robustune.eval import eps_label
 from robustune.report.render import Section, inline_html
-from robustune.utils import read_json
+from robustune.files import read_json
 
 
 def _metric_title(metric: str) -> str:
