@@ -109,7 +109,7 @@ def test_feature_similarity_from_ground_truth_boxes():
 
 def test_init_from_a_classifier_run_or_a_detection_run(tmp_path):
     from robustune.config import load_config
-    from robustune.engine.build import build_detector
+    from robustune.runs.build import build_detector
     from robustune.files import save_tensors
 
     clf = create_classifier("vit_tiny32", num_classes=10)

@@ -65,6 +65,17 @@ def robustune_imports(path: Path) -> list[str]:
     return [f.removeprefix("robustune.") for f in found]
 
 
+def imported_modules(path: Path) -> list[str]:
+    """The ``robustune.X`` modules a file imports from (``from robustune.X import y``, ``import robustune.X``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("robustune."):
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("robustune.")]
+    return [f.removeprefix("robustune.") for f in found]
+
+
 def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
@@ -167,6 +178,14 @@ def test_every_module_has_a_layer():
     for name in modules():
         if name not in SKIP:
             layer_of(name)
+
+
+def test_every_import_names_a_module_that_exists():
+    """A module moved or renamed leaves no import of its old path behind (lazy ones included)."""
+    known = modules()
+    stale = [f"{name} imports robustune.{target}" for name, path in known.items()
+             for target in imported_modules(path) if target not in known]
+    assert stale == []
 
 
 def test_imports_go_one_way():

@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import app, reports_user_errors, setup_logging
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
-@reports_user_errors
+@command()
 def ablate(
     config: Path = typer.Argument(..., help="base preset, e.g. configs/gfn_digits.yaml"),
     grid: list[str] = typer.Option(..., "--grid", help="axis key=v1,v2 (repeat); e.g. --grid k=1,3,9"),

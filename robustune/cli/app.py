@@ -1,6 +1,6 @@
-"""The typer :data:`app` every command registers on, logging, and the one error decorator:
-every command is wrapped in :func:`reports_user_errors`, so a fault the user can fix is one line,
-never a traceback."""
+"""The typer :data:`app`, logging, and the one decorator every command is declared with:
+:func:`command` registers it on :data:`app` and wraps it in :func:`reports_user_errors`, so a
+fault the user can fix is one line, never a traceback."""
 
 from __future__ import annotations
 
@@ -83,3 +83,13 @@ def reports_user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc))
 
     return run
+
+
+def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a command: registered on :data:`app` (as ``name``, default the function's name), its
+    user errors reported as one line by :func:`reports_user_errors`."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return app.command(name)(reports_user_errors(fn))
+
+    return register

@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import app, reports_user_errors, setup_logging
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
-@reports_user_errors
+@command()
 def zeroshot(
     config: Path = typer.Argument(..., help="YAML preset with method.name: zeroshot, e.g. configs/clip_tiny_digits_zeroshot.yaml"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set model.weights=/path/clip.safetensors"),

@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import USER_ERRORS, app, fail, reports_user_errors, setup_logging
+from robustune.cli.app import USER_ERRORS, command, fail, setup_logging
 
 
-@app.command()
-@reports_user_errors
+@command()
 def train(
     config: Path = typer.Argument(..., help="YAML preset, e.g. configs/erm_digits.yaml"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set optim.lr=0.01"),
@@ -39,8 +38,7 @@ def train(
     typer.echo(f"trained {cfg.method.name} into {result.run_dir} (val accuracy {result.val_accuracy})")
 
 
-@app.command("eval")
-@reports_user_errors
+@command("eval")
 def eval_cmd(
     run: Path = typer.Argument(..., help="a run folder (config.yaml + model.safetensors)"),
     suite: str = typer.Option("clean,pgd", help="comma-separated suites; see `robustune list suites`"),
@@ -78,8 +76,7 @@ def eval_cmd(
 LIST_KINDS = "models | clip-models | detectors | datasets | methods | attacks | corruptions | suites"
 
 
-@app.command("list")
-@reports_user_errors
+@command("list")
 def list_cmd(kind: str = typer.Argument(..., help=LIST_KINDS),
              pattern: str = typer.Option("*", help="wildcard filter")) -> None:
     """List registered names."""
@@ -119,8 +116,7 @@ def _listers():
             "suites": list_suites}
 
 
-@app.command()
-@reports_user_errors
+@command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="demo folder"),
     quick: bool = typer.Option(False, help="a few epochs only (smoke test; accuracy not meaningful)"),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import app, reports_user_errors, setup_logging
+from robustune.cli.app import command, setup_logging
 from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options
 from robustune.config import ConfigError, parse_number
 
@@ -19,8 +19,7 @@ def _ints(text: str, what: str) -> list[int]:
         raise ConfigError(f"--{what} must be comma-separated integers, got {text!r}") from None
 
 
-@app.command()
-@reports_user_errors
+@command()
 def fewshot(
     config: Path = typer.Argument(..., help="method preset, e.g. configs/fewshot_digits_erm.yaml"),
     datasets: str = typer.Option("", help="comma-separated datasets (default: the config's)"),

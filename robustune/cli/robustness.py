@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import app, reports_user_errors, setup_logging
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
-@reports_user_errors
+@command()
 def corrupt(
     dataset: str = typer.Argument(..., help="a registered dataset (e.g. digits) or an image folder root/<class>/<file>"),
     out: Path = typer.Option(..., "--out", help="output folder (<corruption>/<severity>/<class>/<file>)"),
@@ -49,8 +48,7 @@ def corrupt(
                f"{len(report.failed)} unreadable source(s) skipped, {report.seconds:.1f} s -> {out}")
 
 
-@app.command()
-@reports_user_errors
+@command()
 def report(
     runs: list[Path] = typer.Argument(..., help="run folders, eval folders or results.json files"),
     out: Path = typer.Option(Path("report.html"), "--out", help="report.html or report.md"),
@@ -65,8 +63,7 @@ def report(
     typer.echo(f"report: {path}")
 
 
-@app.command()
-@reports_user_errors
+@command()
 def analyze(
     runs: list[Path] = typer.Argument(..., help="one or two run folders (config.yaml + weights)"),
     corruption_root: Path = typer.Option(..., help="a corrupted set (<corruption>/<severity>/<class>/<file>)"),

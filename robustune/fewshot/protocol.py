@@ -80,7 +80,7 @@ class ProtocolConfig:
 
 
 @dataclass
-class ProtocolCell:
+class ProtocolRun:
     """One run of the grid: its training config and one config per evaluation."""
 
     setting: str
@@ -155,7 +155,7 @@ def shared_params(method: MethodConfig, other: str) -> dict[str, Any]:
     return {k: v for k, v in method.params.items() if k in fields}
 
 
-def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[ProtocolCell]:
+def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[ProtocolRun]:
     """Every cell of the grid, in a stable order (setting, dataset, shots, method, seed)."""
     protocol.validate()
     out_dir = Path(out_dir)
@@ -176,7 +176,7 @@ def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -
 
 
 def _cell(setting: str, dataset: str, shots: int, label: str, seed: int, run_dir: Path, name: str,
-          mcfg: RunConfig, protocol: ProtocolConfig) -> ProtocolCell:
+          mcfg: RunConfig, protocol: ProtocolConfig) -> ProtocolRun:
     subset = "base" if setting == "base2new" else "all"
     train_cfg = fewshot_config(mcfg, dataset, subset, shots, seed, name)
     if setting == "base2new":
@@ -187,11 +187,11 @@ def _cell(setting: str, dataset: str, shots: int, label: str, seed: int, run_dir
         evals.update({t: fewshot_config(mcfg, t, "all", None, seed, name) for t in targets})
     else:
         evals = {"all": train_cfg}
-    return ProtocolCell(setting, dataset, shots, label, seed, run_dir, train_cfg,
+    return ProtocolRun(setting, dataset, shots, label, seed, run_dir, train_cfg,
                         {k: eval_only(v) for k, v in evals.items()})
 
 
-def train_cell(cell: ProtocolCell) -> None:
+def train_cell(cell: ProtocolRun) -> None:
     """Train the cell's run (skip if finished, resume from the last checkpoint if started).
 
     A method with nothing to train (zero-shot CLIP) gets its run folder as built: config, run
@@ -215,7 +215,7 @@ def train_cell(cell: ProtocolCell) -> None:
     train(cell.train_cfg, cell.run_dir, resume=resume, method=method, splits=splits)
 
 
-def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
+def evaluate_cell(cell: ProtocolRun, protocol: ProtocolConfig) -> dict[str, Any]:
     """Natural and PGD accuracy of the trained cell on each of its evaluation sets."""
     from robustune.eval import eps_label, pgd_key
     from robustune.runs.evaluate import evaluate_run
@@ -240,7 +240,7 @@ def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any
     return out
 
 
-def run_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
+def run_cell(cell: ProtocolRun, protocol: ProtocolConfig) -> dict[str, Any]:
     """Train and evaluate one cell; ``cell.json`` marks it finished (then it is only read)."""
     path = cell.run_dir / CELL_FILE
     spec = eval_spec(protocol)
@@ -266,7 +266,7 @@ def eval_spec(protocol: ProtocolConfig) -> dict[str, Any]:
         "options": protocol.suite_options}, default=str))
 
 
-def cell_status(cell: ProtocolCell) -> str:
+def cell_status(cell: ProtocolRun) -> str:
     """finished | trained (evaluation pending) | started (checkpoints) | todo."""
     from robustune.engine.checkpoint import latest_checkpoint
 
