@@ -69,7 +69,7 @@ def test_train_corrupt_eval_report_two_detectors(tmp_path):
     from robustune.eval.suites import task_suite
 
     with pytest.raises(ValueError, match="'pgd' suite does not apply to a detection model; valid: clean, "
-                                         "corruptions, exdark, rtts"):
+                                         "corruptions, exdark, foggy_cityscapes, rtts"):
         task_suite("pgd", type("D", (), {"task": "detection"})())
     with pytest.raises(ValueError, match="'rtts' suite does not apply to a classification model"):
         task_suite("rtts", torch.nn.Linear(1, 1))

@@ -85,5 +85,12 @@ def test_map_equals_pycocotools_on_hand_built_boxes(tmp_path):
 def test_no_detections_at_all_scores_zero():
     ds = DetectionDataset(_records(), ["person", "car", "kite"], check_files=False)
     empty = [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}] * 3
-    stats = coco_map(ds.coco_ground_truth(), coco_detections(empty))
+    gt = ds.coco_ground_truth()
+    stats = coco_map(gt, coco_detections(empty))
     assert stats["mAP"] == 0.0 and stats["AP50"] == 0.0
+    # An area range without ground truth has no value (COCOeval's -1), as with detections present.
+    far = [{"boxes": torch.tensor([[0.0, 0.0, 1.0, 1.0]]), "scores": torch.tensor([0.01]),
+            "labels": torch.tensor([2])}] + empty[1:]
+    with_one = coco_map(gt, coco_detections(far))  # one false positive of a class without ground truth
+    assert {k: v is None for k, v in stats.items()} == {k: v is None for k, v in with_one.items()}
+    assert all(v in (0.0, None) for v in stats.values())

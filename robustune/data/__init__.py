@@ -15,6 +15,7 @@ from robustune.data import fewshot as _fewshot  # noqa: F401,E402
 from robustune.data import robustness_sets as _robustness_sets  # noqa: F401,E402
 from robustune.data import detection as _detection  # noqa: F401,E402  (digits_det)
 from robustune.data import detection_formats as _det_formats  # noqa: F401,E402  (coco, voc, rtts, exdark)
+from robustune.data import cityscapes as _cityscapes  # noqa: F401,E402  (cityscapes, foggy_cityscapes)
 
 __all__ = [
     "IndexedDataset",

@@ -5,8 +5,8 @@ Registered datasets (``data.name`` / ``robustune corrupt`` / ``robustune eval``)
 - ``coco``: ``options.ann_file`` (an instances json) and ``options.img_dir``, both relative to
   ``data.root`` unless absolute; defaults ``annotations/instances_<split>2017.json`` (or
   ``instances_<split>.json``) and ``<split>2017`` (or ``<split>``). Labels are the json's
-  categories sorted by id. Cityscapes / Foggy-Cityscapes enter through their COCO-format
-  conversions with this loader (docs/detection.md); so do the corrupted sets that
+  categories sorted by id. COCO-format conversions of Cityscapes load here too (the native
+  loaders are in :mod:`robustune.data.cityscapes`); so do the corrupted sets that
   ``robustune corrupt`` writes (``<out>/annotations.json`` + ``<out>/<corruption>/<severity>/``).
 - ``voc`` / ``rtts``: ``root/Annotations/*.xml`` + ``root/JPEGImages``; split list
   ``root/ImageSets/Main/<split>.txt`` when present, else every XML (split ``all``). ``rtts`` fixes

@@ -25,3 +25,4 @@ __all__ = [
 # The adversarial suite and its sanity checks register themselves on SUITES / CHECKS.
 from robustune.eval import adversarial, adversarial_checks  # noqa: E402,F401
 from robustune.eval import detection, detection_suites  # noqa: E402,F401  (clean/corruptions@detection, rtts, exdark)
+from robustune.eval import foggy_cityscapes  # noqa: E402,F401  (foggy_cityscapes)

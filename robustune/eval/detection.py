@@ -19,6 +19,7 @@ looks up ``<suite>@detection`` first.
   name through ``category_map`` (default ``coco_to_rtts`` / ``coco_to_exdark`` from
   ``robustune/resources/detection``; a class whose name already is a target class maps to itself);
   predictions of unmapped classes are dropped.
+- ``foggy_cityscapes``: mAP per fog level β and their mean, :mod:`robustune.eval.foggy_cityscapes`.
 """
 
 from __future__ import annotations
@@ -96,13 +97,28 @@ def coco_map(ground_truth: dict[str, Any], detections: list[dict]) -> dict[str, 
         gt.dataset = {"info": {}, **ground_truth}
         gt.createIndex()
         if not detections:
-            return {name: 0.0 for name in STAT_NAMES}
+            return no_detection_stats(ground_truth)
         dt = gt.loadRes(detections)
         ev = COCOeval(gt, dt, "bbox")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     return {name: (None if v < 0 else float(v)) for name, v in zip(STAT_NAMES, ev.stats)}
+
+
+def no_detection_stats(ground_truth: dict[str, Any]) -> dict[str, float | None]:
+    """COCOeval's stats for an empty result list: 0 where there is ground truth, None where there is none.
+
+    An area range (COCOeval's inclusive ``[0, 32²]``, ``[32², 96²]``, ``[96², ∞)``) without a
+    non-crowd ground-truth box has no value, as when COCOeval runs (it says -1 there).
+    """
+    areas = [float(a["area"]) for a in ground_truth["annotations"] if not a.get("iscrowd")]
+    ranges = {"s": (0.0, 32.0 ** 2), "m": (32.0 ** 2, 96.0 ** 2), "l": (96.0 ** 2, float("inf"))}
+    out: dict[str, float | None] = {}
+    for name in STAT_NAMES:
+        lo, hi = ranges.get(name[-1], (0.0, float("inf")))
+        out[name] = 0.0 if any(lo <= a <= hi for a in areas) else None
+    return out
 
 
 def detection_map(model: nn.Module, dataset: Dataset, batch_size: int = 8,

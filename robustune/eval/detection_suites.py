@@ -81,7 +81,7 @@ def corruptions_detection_suite(ctx: EvalContext):
     yield f"{SUITE}/summary", lambda: performance_under_corruption(ctx.results)
 
 
-def _class_map(model_classes: list[str], target_classes: list[str], mapping: dict[str, str]) -> dict[int, int]:
+def class_map(model_classes: list[str], target_classes: list[str], mapping: dict[str, str]) -> dict[int, int]:
     out = {}
     for i, name in enumerate(model_classes):
         target = mapping.get(name, name)
@@ -105,18 +105,25 @@ def ood_detection_cells(ctx: EvalContext, name: str, default_map: str) -> list[C
     spec = ctx.options.get("category_map", default_map)
     mapping = {} if spec == "none" else load_category_map(str(spec))
     classes = ctx.classes or [str(i) for i in range(getattr(ctx.model, "num_classes", 0))]
-    index = _class_map(classes, ds.classes, mapping)
-    preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=name)
-    lut = torch.full((len(classes),), -1, dtype=torch.int64)
+    index = class_map(classes, ds.classes, mapping)
+    preds = relabel_predictions(predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=name),
+                                index, len(classes))
+    stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+    mapped = {classes[i]: ds.classes[j] for i, j in index.items()}
+    return map_cells(name, name, stats, len(ds), root=str(root), class_map=mapped)
+
+
+def relabel_predictions(preds: list[dict[str, torch.Tensor]], index: dict[int, int],
+                        n_classes: int) -> list[dict[str, torch.Tensor]]:
+    """Predictions with labels mapped by ``index`` (model label → target label); others dropped."""
+    lut = torch.full((n_classes,), -1, dtype=torch.int64)
     for i, j in index.items():
         lut[i] = j
     for p in preds:
         labels = lut[p["labels"]]
         keep = labels >= 0
         p["boxes"], p["scores"], p["labels"] = p["boxes"][keep], p["scores"][keep], labels[keep]
-    stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
-    mapped = {classes[i]: ds.classes[j] for i, j in index.items()}
-    return map_cells(name, name, stats, len(ds), root=str(root), class_map=mapped)
+    return preds
 
 
 @register_suite("rtts")

@@ -17,7 +17,8 @@ DETECTION_METRICS = {"mAP", "AP50", "AP75", "APs", "APm", "APl", "mPC", "rPC"}
 HEADLINE = [("clean", "clean mAP (%)"), ("clean/AP50", "AP50 (%)"), ("clean/AP75", "AP75 (%)"),
             ("clean/APs", "APs (%)"), ("clean/APm", "APm (%)"), ("clean/APl", "APl (%)"),
             ("corruptions/mPC", "mPC (%)"), ("corruptions/rPC", "rPC (%)"),
-            ("rtts", "RTTS mAP (%)"), ("exdark", "ExDark mAP (%)")]
+            ("foggy_cityscapes", "Foggy-Cityscapes mAP (%)"), ("rtts", "RTTS mAP (%)"),
+            ("exdark", "ExDark mAP (%)")]
 
 
 def is_detection_run(run: ModelRun) -> bool:
@@ -32,10 +33,23 @@ def detection_tables(runs: list[ModelRun]) -> list[Table]:
     tables = [_table("Detection (COCO mAP, pycocotools)", runs, cols,
                      "mAP = AP@[.5:.95]; mPC = mean over corruptions of the mean mAP over severities; "
                      "rPC = mPC / clean mAP (Michaelis et al. 2019).")]
-    per = _per_corruption(runs)
-    if per is not None:
-        tables.append(per)
+    tables += [t for t in (_per_corruption(runs), _foggy_per_beta(runs)) if t is not None]
     return tables
+
+
+def _foggy_per_beta(runs: list[ModelRun]) -> Table | None:
+    """Foggy-Cityscapes mAP and AP50 at each fog level β and their mean (the stored cells)."""
+    present = {k: c for r in runs for k, c in r.results.cells.items() if c.suite == "foggy_cityscapes"}
+    betas = sorted({c.details["beta"] for c in present.values() if "beta" in c.details})
+    if not betas:
+        return None
+    keys = [(f"foggy_cityscapes/beta={b}", f"mAP β={b}") for b in betas] + [("foggy_cityscapes", "mAP mean")]
+    keys += [(f"foggy_cityscapes/beta={b}/AP50", f"AP50 β={b}") for b in betas]
+    keys += [("foggy_cityscapes/AP50", "AP50 mean")]
+    cols = [Column(k, t, present[k].metric, True) for k, t in keys if k in present]
+    return _table("Foggy-Cityscapes: mAP per fog level β (%, pycocotools)", runs, cols,
+                  "Trained on clean Cityscapes (GFN Sec. 4.3). The mean over β (equal weights) is our reading "
+                  "of the paper's single Foggy-Cityscapes number.")
 
 
 def _per_corruption(runs: list[ModelRun]) -> Table | None:
