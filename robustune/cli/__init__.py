@@ -63,9 +63,26 @@ def _register_commands() -> None:
     from robustune.cli import ablate  # noqa: F401  (ablate)
 
 
+RESUME_MODES = ("auto", "yes", "no")
+
+
+def normalise_resume(args: list[str]) -> list[str]:
+    """``--resume`` alone means ``--resume yes`` (click options take a value or none, not both)."""
+    return [f"{a}=yes" if a == "--resume" and (i + 1 == len(args) or args[i + 1] not in RESUME_MODES) else a
+            for i, a in enumerate(args)]
+
+
+def preempted(exc) -> None:
+    """A stop signal was handled: one line saying how to continue, exit code EXIT_PREEMPTED (75)."""
+    from robustune.preemption import EXIT_PREEMPTED
+
+    typer.secho(f"{exc}; to continue, run the same command{' with ' + exc.how if exc.how else ''}",
+                fg=typer.colors.YELLOW, err=True)
+    raise typer.Exit(code=EXIT_PREEMPTED)
+
+
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
-    if argv is not None:
-        sys.argv = ["robustune", *argv]
+    sys.argv = ["robustune", *normalise_resume(list(sys.argv[1:] if argv is None else argv))]
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     app()

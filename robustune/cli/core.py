@@ -22,25 +22,36 @@ def train(
     config: Path = typer.Argument(..., help="YAML preset, e.g. configs/erm_digits.yaml"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set optim.lr=0.01"),
     out: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in the run folder"),
+    resume: str = typer.Option("auto", "--resume", help="auto (default): continue this run if the folder holds "
+                               "it unfinished, start if empty, refuse a different run; yes (or --resume "
+                               "alone): continue whatever run is there; no: refuse a folder with checkpoints"),
     nproc: int = typer.Option(1, help="processes on this node (wraps torchrun)"),
+    max_restarts: int = typer.Option(0, help="with --nproc: torchrun restarts of failed workers (each "
+                                     "continues from the last checkpoint)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Train a model with the method and recipe of CONFIG."""
+    from robustune.cli import RESUME_MODES, preempted
     from robustune.config import load_config
     from robustune.engine import train as run_training
     from robustune.engine.trainer import TrainingDivergedError
+    from robustune.files import LockLostError
+    from robustune.preemption import Preempted
 
     setup_logging(verbose)
     try:
+        if resume not in RESUME_MODES:
+            raise ValueError(f"--resume {resume!r}: use auto, yes (or --resume alone) or no")
         cfg = load_config(config, set_)
         run_dir = out or Path("runs") / cfg.name
         if nproc > 1:
             from robustune.engine.launch import launch_torchrun
 
-            raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume))
-        result = run_training(cfg, run_dir, resume=resume)
-    except (*USER_ERRORS, TrainingDivergedError) as exc:
+            raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume, max_restarts))
+        result = run_training(cfg, run_dir, resume={"auto": "auto", "yes": True, "no": False}[resume])
+    except Preempted as exc:
+        preempted(exc)
+    except (*USER_ERRORS, TrainingDivergedError, LockLostError) as exc:
         fail(str(exc))
     if result.already_finished:
         typer.echo(f"{result.run_dir} already finished ({cfg.train.epochs} epoch"
@@ -65,11 +76,15 @@ def eval_cmd(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell."""
+    from robustune.cli import preempted
     from robustune.cli.evaluation import run_eval
+    from robustune.preemption import Preempted
 
     setup_logging(verbose)
     try:
         results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device)
+    except Preempted as exc:
+        preempted(exc)
     except USER_ERRORS as exc:
         fail(str(exc))
     for key, cell in results.cells.items():
