@@ -171,3 +171,26 @@ def test_step_checkpoints_are_ordered_and_the_last_k_kept(tmp_path):
     names = [p.name for p in list_checkpoints(tmp_path)]
     # steps 2 (epoch 1), 3 (end of epoch 1), 4 (epoch 2), 6 (end of epoch 2): the last 3 kept
     assert names == ["epoch_0000", "epoch_0001_step_00000004", "epoch_0001"]
+
+
+def test_signal_on_the_last_step_of_an_epoch_resumes_into_its_end(tmp_path, monkeypatch):
+    """SIGTERM during an epoch's last step: the step checkpoint holds the whole epoch's steps; the
+    resume runs no step of it, only its end (totals, epoch checkpoint), then the next epochs."""
+    cfg = load_config(None, FAST + ["train.epochs=2"])
+    train(cfg, tmp_path / "full")
+    cls = METHODS.get("erm")
+    original = cls.training_step
+
+    def signalling(self, images, labels, ctx):
+        if ctx.step == 2:  # the 3rd and last step of epoch 1
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, images, labels, ctx)
+
+    monkeypatch.setattr(cls, "training_step", signalling)
+    with pytest.raises(Preempted, match="stopped by SIGTERM at step 3 .epoch 1."):
+        train(cfg, tmp_path / "cut")
+    monkeypatch.setattr(cls, "training_step", original)
+    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["epoch_0000_step_00000003"]
+    train(cfg, tmp_path / "cut", resume="auto")
+    assert _same_weights(tmp_path / "full", tmp_path / "cut")
+    assert _steps(tmp_path / "full") == _steps(tmp_path / "cut")
