@@ -23,7 +23,8 @@ import torch
 
 from robustune import distributed as dist
 from robustune.config import RunConfig, load_config, to_dict
-from robustune.engine.checkpoint import epochs_done, restore_rng_states, save_checkpoint
+from robustune.engine.checkpoint import (CheckpointCorruptError, epochs_done, list_checkpoints, load_checkpoint,
+                                         restore_rng_states, save_checkpoint)
 from robustune.files import check_folder_lock
 from robustune.preemption import parse_duration
 
@@ -68,6 +69,41 @@ def resume_point(state: dict[str, Any], method, opt, sched, scaler) -> ResumePoi
         return ResumePoint(epochs_done(state), state["step"], rng=state.get("rng"))
     return ResumePoint(int(state["epoch"]), int(state["step"]), int(state["epoch_step"]),
                        state.get("totals"), state.get("rng"), epoch_state)
+
+
+def newest_verified_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint whose files match their digests; each one that fails is reported."""
+    ckpts = list_checkpoints(run_dir)
+    bad: list[str] = []
+    for ckpt in reversed(ckpts):
+        try:
+            state = load_checkpoint(ckpt)
+        except CheckpointCorruptError as exc:
+            log.warning("checkpoint %s fails verification: %s", ckpt, exc)
+            bad.append(str(exc))
+            continue
+        if bad:
+            log.warning("resuming from %s, the newest checkpoint that verifies", ckpt)
+        return ckpt, state
+    if bad:
+        raise CheckpointCorruptError(
+            f"no checkpoint of {run_dir} verifies ({'; '.join(bad)}); move checkpoints/ away to "
+            "train from scratch into this folder")
+    return None
+
+
+def load_resume_point(run_dir: Path, method, opt, sched, scaler, metrics) -> ResumePoint:
+    """Load the newest verified checkpoint of ``run_dir`` (none: a fresh :class:`ResumePoint`)."""
+    found = newest_verified_checkpoint(run_dir)
+    if found is None:
+        log.info("no checkpoint in %s: starting fresh", run_dir)
+        return ResumePoint()
+    ckpt, state = found
+    point = resume_point(state, method, opt, sched, scaler)
+    metrics.truncate_after(state["step"])
+    log.info("resumed from %s (epoch %d, step %d%s)", ckpt.name, point.epoch + 1, point.step,
+             f", {point.epoch_step} steps into the epoch" if point.epoch_step else ", at its start")
+    return point
 
 
 def enter_epoch(method, epoch: int, point: ResumePoint | None, setup_ctx, seed: int) -> int:

@@ -29,11 +29,11 @@ from robustune.config import RunConfig, dump_config
 from robustune.data import DataSplits, IndexedDataset, build_loader
 from robustune import distributed as dist
 from robustune.engine.build import build_run
-from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
-                                         load_checkpoint, non_finite_tensors, save_checkpoint)
+from robustune.engine.checkpoint import latest_checkpoint, non_finite_tensors, save_checkpoint
 from robustune.engine.metrics import MetricsWriter
 from robustune.engine.optim import create_optimizer, create_scheduler
-from robustune.engine.resume import ResumePoint, StepCheckpoints, auto_resume, enter_epoch, resume_point
+from robustune.engine.resume import (ResumePoint, StepCheckpoints, auto_resume, enter_epoch, load_resume_point,
+                                     newest_verified_checkpoint)  # noqa: F401  (re-exported)
 from robustune.preemption import Preempted, StopSignals
 from robustune.files import save_tensors
 from robustune.eval.clean import accuracy
@@ -81,40 +81,6 @@ def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bo
     return build_loader(train_set, batch, shuffle=True, seed=seed, sampler=sampler,
                         num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
                         drop_last=sampler is not None, skip=skip * batch)
-
-
-def newest_verified_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint whose files match their digests; each one that fails is reported."""
-    ckpts = list_checkpoints(run_dir)
-    bad: list[str] = []
-    for ckpt in reversed(ckpts):
-        try:
-            state = load_checkpoint(ckpt)
-        except CheckpointCorruptError as exc:
-            log.warning("checkpoint %s fails verification: %s", ckpt, exc)
-            bad.append(str(exc))
-            continue
-        if bad:
-            log.warning("resuming from %s, the newest checkpoint that verifies", ckpt)
-        return ckpt, state
-    if bad:
-        raise CheckpointCorruptError(
-            f"no checkpoint of {run_dir} verifies ({'; '.join(bad)}); move checkpoints/ away to "
-            "train from scratch into this folder")
-    return None
-
-
-def _resume_state(run_dir: Path, method: Method, opt, sched, scaler, metrics: MetricsWriter) -> ResumePoint:
-    found = newest_verified_checkpoint(run_dir)
-    if found is None:
-        log.info("no checkpoint in %s: starting fresh", run_dir)
-        return ResumePoint()
-    ckpt, state = found
-    point = resume_point(state, method, opt, sched, scaler)
-    metrics.truncate_after(state["step"])
-    log.info("resumed from %s (epoch %d, step %d%s)", ckpt.name, point.epoch + 1, point.step,
-             f", {point.epoch_step} steps into the epoch" if point.epoch_step else ", at its start")
-    return point
 
 
 def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, device, epoch: int,
@@ -312,7 +278,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
     setup_ctx = SetupContext(train_set=splits.train, device=device, seed=cfg.train.seed,
                              run_dir=run_dir, batch_size=cfg.data.eval_batch_size)
     steps = StepCheckpoints(cfg, run_dir, stop, device, steps_per_epoch)
-    point = _resume_state(run_dir, method, opt, sched, scaler, metrics) if resume else ResumePoint()
+    point = load_resume_point(run_dir, method, opt, sched, scaler, metrics) if resume else ResumePoint()
     if point.fresh:
         metrics.clear()  # a fresh start: rows of a killed earlier attempt must not survive
         method.setup(setup_ctx)
