@@ -12,12 +12,12 @@ log = logging.getLogger(__name__)
 
 def torchrun_command(nproc: int, config: Path, overrides: list[str], run_dir: Path,
                      resume: bool | str = "auto", max_restarts: int = 0) -> list[str]:
-    """The torchrun line; a restarted worker (``--max-restarts``) continues from the last checkpoint
-    because a first try's ``--resume auto`` finds its own run there (``yes``/``no`` pass through,
-    ``no`` only for the first try's check: restarts use ``auto``)."""
-    mode = {True: "yes", False: "no"}.get(resume, resume) if isinstance(resume, bool) else resume
+    """The torchrun line. ``resume``: auto | yes | no (or True / False). A restarted worker
+    (``--max-restarts``) continues from the last checkpoint because ``--resume auto`` finds the run
+    the first try started; with restarts, ``no`` becomes ``auto`` (a restart must continue)."""
+    mode = ("yes" if resume else "no") if isinstance(resume, bool) else resume
     if max_restarts and mode == "no":
-        mode = "auto"  # a restart must find the run the first try started
+        mode = "auto"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            f"--max-restarts={max_restarts}", "-m", "robustune.cli", "train", str(config), "--out", str(run_dir),
            "--resume", mode]
