@@ -20,7 +20,8 @@ lands in the start-up (imports, model building), uniformly over the reference's 
 round). A fault is *survived identical* when its round ended with output identical to the
 reference and every restart after it ran without error; otherwise it is *lost* (named). The
 kill times and signals come from ``--seed``. Prints one line per fault and the summary
-``faults injected / survived identical / lost``; ``--json FILE`` writes them.
+``faults injected / survived identical / lost``, and the temporary files a killed writer left in
+the finished outputs (ignored by every reader; counted, not hidden); ``--json FILE`` writes them.
 """
 
 from __future__ import annotations
@@ -138,6 +139,11 @@ def output_of(job: str, out: Path) -> dict:
             if p.is_file() and p.suffix in (".png", ".jpg", ".JPEG")}
 
 
+def leftovers(out: Path) -> list[str]:
+    """Temporary files or folders a killed writer left in the finished output (readers skip them)."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob(".*") if ".tmp" in p.name or p.name.startswith(".epoch_"))
+
+
 def differences(job: str, got: dict, ref: dict) -> list[str]:
     if job == "gfn":
         import torch
@@ -210,12 +216,17 @@ def main() -> None:
         print(f"reference {job}: start-up {timings[job][0]:.1f} s, work {timings[job][1]:.1f} s", flush=True)
     share = {job: args.kills // 3 + (i < args.kills % 3) for i, job in enumerate(("gfn", "eval", "corrupt"))}
     faults: list[Fault] = []
+    stray = 0
     for job, budget in share.items():
         round_no = 0
         while budget > 0:
             out = work / "chaos" / f"{job}-{round_no}"
             got, problems = chaos_round(job, cmds[job], out, budget, timings[job], rnd, round_no)
             diff = [] if problems and problems[-1] == "did not finish" else differences(job, output_of(job, out), refs[job])
+            left = leftovers(out)
+            stray += len(left)
+            if left:
+                print(f"{job:8s} round {round_no}  {len(left)} temporary file(s) left, e.g. {left[0]}", flush=True)
             for f in got:
                 f.outcome = "survived identical" if not problems and not diff else "lost: " + "; ".join(problems + diff)
                 print(f"{f.job:8s} round {f.round}  {f.signal:8s} {f.phase:8s} +{f.after_s:6.2f} s  exit {f.exit_code!s:5s} "
@@ -227,11 +238,11 @@ def main() -> None:
     summary = {"faults_injected": len(faults), "kill_9": sum(f.signal == "SIGKILL" for f in faults),
                "sigterm": sum(f.signal == "SIGTERM" for f in faults), "in_work": sum(f.phase == "work" for f in faults),
                "survived_identical": survived,
-               "lost": len(faults) - survived, "seed": args.seed, "quick": args.quick,
+               "lost": len(faults) - survived, "temporary_files_left": stray, "seed": args.seed, "quick": args.quick,
                "wall_s": round(time.perf_counter() - t0, 1), "reference_s": {k: [round(x, 1) for x in v] for k, v in timings.items()}}
     print(f"faults injected: {summary['faults_injected']} (kill -9: {summary['kill_9']}, SIGTERM: "
           f"{summary['sigterm']}; {summary['in_work']} in the work, the rest in start-up) | survived with identical "
-          f"output: {survived} | lost: {summary['lost']}")
+          f"output: {survived} | lost: {summary['lost']} | temporary files left behind: {stray}")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "faults": [asdict(f) for f in faults]}, indent=2))
     if args.out is None:

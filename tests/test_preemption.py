@@ -194,3 +194,13 @@ def test_signal_on_the_last_step_of_an_epoch_resumes_into_its_end(tmp_path, monk
     train(cfg, tmp_path / "cut", resume="auto")
     assert _same_weights(tmp_path / "full", tmp_path / "cut")
     assert _steps(tmp_path / "full") == _steps(tmp_path / "cut")
+
+
+def test_a_resume_removes_what_a_killed_writer_left(tmp_path):
+    cfg = load_config(None, FAST + ["train.epochs=1"])
+    train(cfg, tmp_path, resume="auto")
+    (tmp_path / "checkpoints" / ".epoch_0001_step_00000004.ab12").mkdir()  # kill -9 inside save_checkpoint
+    (tmp_path / ".metrics.jsonl.x1y2.tmp").write_text("{")  # ... inside an atomic write
+    (tmp_path / "model.safetensors").unlink()
+    train(cfg, tmp_path, resume="auto")  # re-exports the weights from the last checkpoint
+    assert sorted(p.name for p in tmp_path.rglob(".*") if ".tmp" in p.name or p.name.startswith(".epoch")) == []

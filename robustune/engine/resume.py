@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,21 @@ def newest_verified_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | N
     return None
 
 
+def remove_leftovers(run_dir: Path) -> int:
+    """Delete what a killed writer left: temporary checkpoint folders (``checkpoints/.epoch_*``)
+    and temporary files (``.NAME.*.tmp``). Only called under the run folder's lock (no live writer)."""
+    leftovers = [p for p in (Path(run_dir) / "checkpoints").glob(".epoch_*") if p.is_dir()]
+    leftovers += [p for p in Path(run_dir).glob(".*.tmp") if p.is_file()]
+    for p in leftovers:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if leftovers:
+        log.info("removed %d temporary file(s) of a killed earlier attempt, e.g. %s", len(leftovers), leftovers[0].name)
+    return len(leftovers)
+
+
 def load_resume_point(run_dir: Path, method, opt, sched, scaler, metrics) -> ResumePoint:
     """Load the newest verified checkpoint of ``run_dir`` (none: a fresh :class:`ResumePoint`)."""
+    remove_leftovers(run_dir)
     found = newest_verified_checkpoint(run_dir)
     if found is None:
         log.info("no checkpoint in %s: starting fresh", run_dir)
