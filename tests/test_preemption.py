@@ -204,3 +204,14 @@ def test_a_resume_removes_what_a_killed_writer_left(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     train(cfg, tmp_path, resume="auto")  # re-exports the weights from the last checkpoint
     assert sorted(p.name for p in tmp_path.rglob(".*") if ".tmp" in p.name or p.name.startswith(".epoch")) == []
+
+
+def test_resume_option_forms(tmp_path, capsys):
+    from robustune.cli import main, normalise_resume
+
+    assert normalise_resume(["train", "c.yaml", "--resume"]) == ["train", "c.yaml", "--resume=yes"]
+    assert normalise_resume(["train", "--resume", "c.yaml"]) == ["train", "--resume=yes", "c.yaml"]
+    assert normalise_resume(["train", "c.yaml", "--resume", "auto"]) == ["train", "c.yaml", "--resume", "auto"]
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "configs/erm_digits.yaml", "--out", str(tmp_path), "--resume=maybe"])
+    assert exc.value.code == 2 and "--resume 'maybe': use auto, yes (or --resume alone) or no" in capsys.readouterr().err
