@@ -215,3 +215,16 @@ def test_resume_option_forms(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "configs/erm_digits.yaml", "--out", str(tmp_path), "--resume=maybe"])
     assert exc.value.code == 2 and "--resume 'maybe': use auto, yes (or --resume alone) or no" in capsys.readouterr().err
+
+
+def test_a_command_that_trains_inside_exits_75_on_a_signal(monkeypatch, capsys):
+    from robustune import cli
+
+    def stopped():
+        raise Preempted("stopped by SIGTERM at step 3 (epoch 1); step checkpoint x in y")
+
+    monkeypatch.setattr(cli, "app", stopped)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo"])
+    assert exc.value.code == EXIT_PREEMPTED
+    assert "stopped by SIGTERM at step 3" in capsys.readouterr().err

@@ -85,4 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands()
     sys.argv = ["robustune", *normalise_resume(list(sys.argv[1:] if argv is None else argv))]
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    app()
+    from robustune.preemption import EXIT_PREEMPTED, Preempted
+
+    try:
+        app()
+    except Preempted as exc:  # a command that trains inside (demo, ablate, fewshot) stopped on a signal
+        typer.secho(f"{exc}; to continue, run the same command", fg=typer.colors.YELLOW, err=True)
+        sys.exit(EXIT_PREEMPTED)
