@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from robustune.engine.checkpoint import list_checkpoints
-from robustune.engine.launch import torchrun_command
+from robustune.cli.launch import torchrun_command
 from robustune.engine.metrics import read_metrics
 
 SETS = ["data.train_subset=256", "data.batch_size=32", "train.epochs=2", "model.name=small_cnn",

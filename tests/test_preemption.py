@@ -207,7 +207,8 @@ def test_a_resume_removes_what_a_killed_writer_left(tmp_path):
 
 
 def test_resume_option_forms(tmp_path, capsys):
-    from robustune.cli import main, normalise_resume
+    from robustune.cli import main
+    from robustune.cli.app import normalise_resume
 
     assert normalise_resume(["train", "c.yaml", "--resume"]) == ["train", "c.yaml", "--resume=yes"]
     assert normalise_resume(["train", "--resume", "c.yaml"]) == ["train", "--resume=yes", "c.yaml"]
@@ -217,14 +218,17 @@ def test_resume_option_forms(tmp_path, capsys):
     assert exc.value.code == 2 and "--resume 'maybe': use auto, yes (or --resume alone) or no" in capsys.readouterr().err
 
 
-def test_a_command_that_trains_inside_exits_75_on_a_signal(monkeypatch, capsys):
-    from robustune import cli
+def test_every_command_exits_75_with_one_line_on_a_handled_signal(capsys):
+    """The one command decorator: demo, ablate, fewshot (which train inside) as train and eval."""
+    import typer
+
+    from robustune.cli.app import reports_user_errors
 
     def stopped():
         raise Preempted("stopped by SIGTERM at step 3 (epoch 1); step checkpoint x in y")
 
-    monkeypatch.setattr(cli, "app", stopped)
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["demo"])
-    assert exc.value.code == EXIT_PREEMPTED
-    assert "stopped by SIGTERM at step 3" in capsys.readouterr().err
+    with pytest.raises(typer.Exit) as exc:
+        reports_user_errors(stopped)()
+    assert exc.value.exit_code == EXIT_PREEMPTED
+    assert "stopped by SIGTERM at step 3 (epoch 1); step checkpoint x in y; to continue, run the same command" \
+        in capsys.readouterr().err
