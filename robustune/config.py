@@ -126,6 +126,8 @@ class TrainConfig:
     compile: bool = False
     eval_every: int = ranged(1, ge=0)  # validation accuracy every N epochs (0 = never)
     max_steps: int | None = ranged(None, ge=1)  # stop after N optimizer steps (smoke tests); the schedule stays the full run's
+    checkpoint_every: int | str | None = None  # step checkpoints too: every N steps (int ≥ 1) or a duration ("15m")
+    stop_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])  # finish the step, save, exit 75
 
 
 @dataclass

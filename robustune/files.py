@@ -2,9 +2,12 @@
 
 - :func:`file_sha256` / :func:`tensors_sha256`: digests recorded beside what they describe and
   checked before anything is read back (checkpoints, final weights, evaluation cells).
-- :func:`folder_lock`: an exclusive OS lock (``fcntl.flock``) on a run or results folder, so a
-  second process on the same folder stops at once naming the holder's pid; the OS releases it
-  when the holder exits or is killed.
+- :func:`folder_lock`: one process per run or results folder, a second stops at once naming the
+  holder's pid and host; built on :class:`FileLock`.
+- :class:`FileLock` / :func:`claim`: lock files created with O_EXCL holding host, pid and a
+  heartbeat time, held across machines sharing a network file system; a lock whose holder is gone
+  (same host: pid dead; another host: heartbeat older than :data:`STALE_SECONDS`) is taken over
+  with a warning naming it.
 - :func:`atomic_path` / :func:`write_text_atomic` / :func:`write_json`: a file is replaced whole
   or not at all (temporary file + rename); :func:`read_json`.
 - :func:`save_tensors`: safetensors written atomically, a full disk named.
@@ -16,13 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
+import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -30,6 +37,8 @@ from robustune.errors import DiskFullError, FolderLockedError
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".robustune.lock"
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -103,29 +112,253 @@ def disk_full_named(path: str | os.PathLike, needed: int | None = None) -> Itera
 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, what: str = "run folder") -> Iterator[Path]:
-    """Hold an exclusive lock on ``folder`` for the block; a second holder fails at once.
+    """Hold the lock of ``folder`` for the block; a second holder fails at once.
 
-    The lock is ``flock`` on ``folder/.robustune.lock`` (which records the holder's pid), so it
-    is released when the process exits, crashes or is killed (no stale lock to delete).
+    The lock is the lock file ``folder/.robustune.lock`` (a :class:`FileLock`): it holds across
+    machines sharing the folder over a network file system, and a lock left by a killed holder is
+    taken over with a warning (same host: its pid is gone; another host: its heartbeat is older
+    than :data:`STALE_SECONDS`).
+
+    Raises:
+        FolderLockedError: another live process holds it; the message names its pid and host.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(folder / LOCK_NAME, what=what)
+    if not lock.acquire():
+        raise FolderLockedError(
+            f"{str(folder)!r} is in use by another robustune process ({lock.describe_holder()}); wait "
+            f"for it to finish or stop it, or choose another {what} (nothing was changed)")
+    key = folder.resolve()
+    _HELD[key] = lock
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise FolderLockedError(
-                f"{str(folder)!r} is in use by another robustune process (pid {holder}); wait for it "
-                f"to finish or stop it, or choose another {what} (nothing was changed)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
+        yield lock.path
     finally:
-        os.close(fd)  # closing the only descriptor releases the flock
+        _HELD.pop(key, None)
+        lock.release()
+
+
+_HELD: dict[Path, "FileLock"] = {}  # folder → the lock this process holds on it (folder_lock)
+
+
+def check_folder_lock(folder: str | os.PathLike) -> None:
+    """Before a write: raise :class:`LockLostError` if this process's lock on ``folder`` was taken
+    over (it was silent longer than the stale timeout). No-op when this process holds none."""
+    lock = _HELD.get(Path(folder).resolve())
+    if lock is not None:
+        lock.check()
+
+
+# ---- lock files that hold across machines -------------------------------------------------------
+
+HEARTBEAT_SECONDS = float(os.environ.get("ROBUSTUNE_LOCK_HEARTBEAT", "20"))
+STALE_SECONDS = float(os.environ.get("ROBUSTUNE_LOCK_STALE", "180"))
+
+
+class LockLostError(RuntimeError):
+    """Our lock file was taken over (we were silent longer than the stale timeout): stop writing."""
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of ``pid`` (Linux ``/proc``, clock ticks since boot): tells a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _process_start(pid)
+    return start is None or now is None or now == start
+
+
+class FileLock:
+    """An exclusive lock file: ``acquire`` / ``release`` (or ``with``), ``check`` before writing.
+
+    Created atomically with ``O_CREAT | O_EXCL`` (atomic on local disks and NFSv3+), it records
+    ``host``, ``pid``, the pid's start time, a random ``token`` and a ``heartbeat`` time that a
+    daemon thread rewrites every :data:`HEARTBEAT_SECONDS` (atomically: temporary file + rename).
+    A lock is *stale* when its holder is gone: same host and the pid is dead (or reused); another
+    host and the heartbeat (or the file's mtime, whichever is newer) is older than ``stale_after``
+    seconds — clocks of the machines are assumed to agree within that. A stale lock is taken over
+    with a warning naming it; takers serialise on ``<lock>.break`` (itself O_EXCL), so two takers
+    never both win. A holder frozen longer than ``stale_after`` loses its lock: its heartbeat stops
+    and :meth:`check` raises :class:`LockLostError`, so it writes nothing more.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str = "lock", stale_after: float | None = None,
+                 heartbeat: float | None = None) -> None:
+        self.path = Path(path)
+        self.what = what
+        self.stale_after = STALE_SECONDS if stale_after is None else stale_after
+        self.heartbeat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
+        self.token: str | None = None
+        self.holder: dict | None = None  # the other holder seen by the last failed acquire
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read(self) -> dict | None:
+        """The lock file's record (None: no lock file; ``{}``: unreadable or half written)."""
+        try:
+            text = self.path.read_text()
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return {}
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return {"mtime": mtime}
+        return {**record, "mtime": mtime} if isinstance(record, dict) else {"mtime": mtime}
+
+    def is_stale(self, record: dict) -> bool:
+        if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int):
+            return not _pid_alive(record["pid"], record.get("start"))
+        newest = max(float(record.get("heartbeat", 0) or 0), float(record.get("mtime", 0) or 0))
+        return time.time() - newest > self.stale_after
+
+    def describe_holder(self) -> str:
+        r = self.holder or {}
+        if not r.get("pid"):
+            return "holder unknown"
+        age = time.time() - float(r.get("heartbeat", 0) or 0)
+        return f"pid {r['pid']} on host {r.get('host', '?')}, heartbeat {age:.0f} s ago"
+
+    # -- taking ----------------------------------------------------------------------------------
+    def _record(self) -> dict:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid()),
+                "token": self.token, "heartbeat": time.time(), "what": self.what}
+
+    def _create(self) -> bool:
+        self.token = uuid.uuid4().hex
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            self.token = None
+            return False
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self._record(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+
+    def acquire(self) -> bool:
+        """Take the lock now (taking over a stale one); False if a live holder has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            if self._create():
+                self._start_heartbeat()
+                return True
+            record = self.read()
+            if record is None:
+                continue  # released meanwhile: try again
+            self.holder = record
+            if not record.get("pid") and time.time() - record.get("mtime", time.time()) < self.stale_after:
+                return False  # being written right now, or unreadable but recent
+            if not self.is_stale(record) or not self._break(record):
+                return False
+        return False
+
+    def _break(self, seen: dict) -> bool:
+        """Remove the stale lock ``seen`` if it is still the one there; one taker at a time."""
+        guard = FileLock(self.path.with_name(self.path.name + ".break"), stale_after=60)
+        if not guard._create():
+            old = guard.read()
+            if old is None or not guard.is_stale(old) or not _unlink_if(guard.path, old):
+                return False
+            if not guard._create():
+                return False
+        try:
+            now = self.read()
+            if now is None:
+                return True
+            if now.get("token") != seen.get("token") or not self.is_stale(now):
+                return False
+            log.warning("taking over the stale %s lock %s (%s; last heartbeat %s)", self.what, self.path,
+                        f"pid {now.get('pid')} on host {now.get('host')}",
+                        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(now.get("heartbeat", 0) or 0))))
+            self.path.unlink(missing_ok=True)
+            return True
+        finally:
+            guard.path.unlink(missing_ok=True)
+
+    # -- holding ---------------------------------------------------------------------------------
+    def _start_heartbeat(self) -> None:
+        self._stop.clear()
+        self.lost = False
+        self._thread = threading.Thread(target=self._beat_loop, name=f"lock-heartbeat {self.path}", daemon=True)
+        self._thread.start()
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            try:
+                self.beat()
+            except LockLostError as exc:
+                log.error("%s", exc)
+                return
+            except OSError as exc:  # a network file system hiccup: try again at the next beat
+                log.warning("could not refresh the heartbeat of %s (%s)", self.path, exc)
+
+    def beat(self) -> None:
+        """Rewrite the heartbeat time (atomically) if the lock is still ours."""
+        self.check()
+        tmp = self.path.with_name(f".{self.path.name}.{self.token}")
+        tmp.write_text(json.dumps(self._record()))
+        os.replace(tmp, self.path)
+
+    def check(self) -> None:
+        """Raise :class:`LockLostError` unless the lock file still holds our token."""
+        record = self.read()
+        if self.token is None or record is None or record.get("token", self.token) != self.token:
+            self.lost = True
+            raise LockLostError(f"the {self.what} lock {self.path} was taken over by "
+                                f"{(record or {}).get('host')}/{(record or {}).get('pid')}: stop writing")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        record = self.read()
+        if self.token is not None and record is not None and record.get("token") == self.token:
+            _unlink_if(self.path, record)
+        self.token = None
+
+    def __enter__(self) -> "FileLock":
+        if not self.acquire():
+            raise FolderLockedError(f"{self.path} is held by another process ({self.describe_holder()})")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _unlink_if(path: Path, record: dict) -> bool:
+    """Remove ``path`` (the caller has checked it holds ``record``)."""
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def claim(path: str | os.PathLike, what: str = "claim", stale_after: float | None = None) -> FileLock | None:
+    """Try to take the lock file ``path`` now: the held :class:`FileLock`, or None if a live holder
+    has it. For work items shared by several processes or machines (e.g. evaluation cells): whoever
+    gets the claim computes the item, then calls ``release()``; a claim of a killed worker goes
+    stale and is taken over."""
+    lock = FileLock(path, what=what, stale_after=stale_after)
+    return lock if lock.acquire() else None
+
+
 
 
 def contiguous_cpu(state: "Mapping[str, torch.Tensor]") -> "dict[str, torch.Tensor]":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from robustune.cli.app import app
+from robustune.cli.app import app, normalise_resume
 
 
 def _register_commands() -> None:
@@ -21,7 +21,6 @@ def _register_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
-    if argv is not None:
-        sys.argv = ["robustune", *argv]
+    sys.argv = ["robustune", *normalise_resume(list(sys.argv[1:] if argv is None else argv))]
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     app()

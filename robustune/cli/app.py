@@ -20,6 +20,8 @@ from robustune.errors import (
     TrainingDivergedError,
     WeightsUnavailableError,
 )
+from robustune.files import LockLostError
+from robustune.preemption import EXIT_PREEMPTED, Preempted
 from robustune.registry import UnknownNameError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -60,6 +62,15 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
+RESUME_MODES = ("auto", "yes", "no")
+
+
+def normalise_resume(args: list[str]) -> list[str]:
+    """``--resume`` alone means ``--resume yes`` (click options take a value or none, not both)."""
+    return [f"{a}=yes" if a == "--resume" and (i + 1 == len(args) or args[i + 1] not in RESUME_MODES) else a
+            for i, a in enumerate(args)]
+
+
 def fail(message: str) -> None:
     """Print a one-line error (no traceback) and exit with status 2."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -69,16 +80,22 @@ def fail(message: str) -> None:
 # Faults a user can fix: each is reported as one line (fail), never as a traceback.
 USER_ERRORS = (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
                DiskFullError, FolderLockedError, CorruptFileError, WeightsUnavailableError,
-               TrainingDivergedError, ProtocolError)
+               TrainingDivergedError, ProtocolError, LockLostError)
 
 
 def reports_user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a command: a :data:`USER_ERRORS` fault becomes one ``error:`` line and status 2."""
+    """Decorate a command: a :data:`USER_ERRORS` fault becomes one ``error:`` line and status 2; a
+    stop signal handled inside (:class:`Preempted`: work saved) one line saying how to continue and
+    status 75 (:data:`robustune.preemption.EXIT_PREEMPTED`)."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except Preempted as exc:
+            typer.secho(f"{exc}; to continue, run the same command{' with ' + exc.how if exc.how else ''}",
+                        fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(code=EXIT_PREEMPTED)
         except USER_ERRORS as exc:
             fail(str(exc))
 

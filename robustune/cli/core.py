@@ -15,22 +15,29 @@ def train(
     config: Path = typer.Argument(..., help="YAML preset, e.g. configs/erm_digits.yaml"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set optim.lr=0.01"),
     out: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in the run folder"),
+    resume: str = typer.Option("auto", "--resume", help="auto (default): continue this run if the folder holds "
+                               "it unfinished, start if empty, refuse a different run; yes (or --resume "
+                               "alone): continue whatever run is there; no: refuse a folder with checkpoints"),
     nproc: int = typer.Option(1, help="processes on this node (wraps torchrun)"),
+    max_restarts: int = typer.Option(0, help="with --nproc: torchrun restarts of failed workers (each "
+                                     "continues from the last checkpoint)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Train a model with the method and recipe of CONFIG."""
+    from robustune.cli.app import RESUME_MODES
     from robustune.config import load_config
     from robustune.engine import train as run_training
 
     setup_logging(verbose)
+    if resume not in RESUME_MODES:
+        raise ValueError(f"--resume {resume!r}: use auto, yes (or --resume alone) or no")
     cfg = load_config(config, set_)
     run_dir = out or Path("runs") / cfg.name
     if nproc > 1:
         from robustune.cli.launch import launch_torchrun
 
-        raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume))
-    result = run_training(cfg, run_dir, resume=resume)
+        raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume, max_restarts))
+    result = run_training(cfg, run_dir, resume={"auto": "auto", "yes": True, "no": False}[resume])
     if result.already_finished:
         typer.echo(f"{result.run_dir} already finished ({cfg.train.epochs} epoch"
                    f"{'s' if cfg.train.epochs != 1 else ''}): nothing was changed")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, Subset
 
 from robustune.config import ConfigError, DataConfig
 from robustune.data.registry import check_dataset_options, create_dataset
@@ -123,15 +123,46 @@ class IndexedDataset(Dataset):
         return image, label, index
 
 
+class SkipSampler(Sampler):
+    """``inner``'s indices without the first ``skip``: where a run resumed inside an epoch starts.
+
+    The inner sampler draws its order exactly as it would uninterrupted (same generator, same
+    draws), so the batches after the skip are the uninterrupted run's — and no skipped image is
+    loaded.
+    """
+
+    def __init__(self, inner: Sampler, skip: int) -> None:
+        self.inner, self.skip = inner, skip
+
+    def __iter__(self):
+        it = iter(self.inner)
+        for _ in range(self.skip):
+            if next(it, None) is None:
+                return
+        yield from it
+
+    def __len__(self) -> int:
+        return max(0, len(self.inner) - self.skip)
+
+    def set_epoch(self, epoch: int) -> None:  # DistributedSampler's
+        self.inner.set_epoch(epoch)
+
+
 def build_loader(ds: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  num_workers: int = 0, pin_memory: bool = False, sampler=None,
-                 drop_last: bool = False) -> DataLoader:
-    """A DataLoader whose shuffle order depends only on ``seed`` (resume-exact)."""
+                 drop_last: bool = False, skip: int = 0) -> DataLoader:
+    """A DataLoader whose shuffle order depends only on ``seed`` (resume-exact).
+
+    ``skip``: leave out the first ``skip`` samples of that order (a resume inside an epoch).
+    """
     gen = torch.Generator()
     gen.manual_seed(seed)
     base = ds
     while isinstance(base, Subset):
         base = base.dataset
+    if skip:  # the sampler DataLoader(shuffle=True, generator=gen) makes, so the order is the same
+        inner = sampler or (RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds))
+        sampler = SkipSampler(inner, skip)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       generator=gen, num_workers=num_workers, pin_memory=pin_memory,
                       drop_last=drop_last, persistent_workers=False,

@@ -1,6 +1,9 @@
-"""Checkpoints: one folder per epoch, written atomically, the last N kept.
+"""Checkpoints: one folder per epoch end (and per step checkpoint), written atomically, the last N kept.
 
-``<run>/checkpoints/epoch_0003/`` holds ``model.safetensors`` (the method's state),
+``<run>/checkpoints/epoch_0003/`` (epoch 3 done) or ``epoch_0004_step_00001234/`` (a step
+checkpoint inside epoch 4, at global step 1234; its ``state.json`` has ``epoch_step``, the steps
+of epoch 4 done, plus what resuming inside an epoch needs: every RNG state and the epoch's running
+loss totals) holds ``model.safetensors`` (the method's state),
 ``optimizer.safetensors`` (optimizer tensors) and ``state.json`` (epoch, step, scheduler,
 optimizer skeleton, RNG states and the sha256 of every other file of the checkpoint). The folder
 is written under a temporary name and renamed, ``state.json`` last, so a crash or a full disk never
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -62,11 +66,68 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], skeleton: dict[str, A
     return {"state": state, "param_groups": skeleton["param_groups"]}
 
 
+def checkpoint_name(epoch: int, step: int, epoch_step: int | None = None) -> str:
+    """``epoch_EEEE`` at the end of epoch E, ``epoch_EEEE_step_SSSSSSSS`` inside it (at global step S)."""
+    return f"epoch_{epoch:04d}" if epoch_step is None else f"epoch_{epoch:04d}_step_{step:08d}"
+
+
+def _order(path: Path) -> tuple[int, int, int]:
+    """Training order from the name alone (a damaged state.json must not move a checkpoint)."""
+    match = _NAME.match(path.name)
+    if not match:
+        return (-1, 0, 0)
+    epoch, step = int(match.group(1)), match.group(2)
+    return (epoch, 0, int(step)) if step is not None else (epoch, 1, 0)
+
+
+_NAME = re.compile(r"^epoch_(\d+)(?:_step_(\d+))?$")
+
+
+def epochs_done(state: dict[str, Any]) -> int:
+    """Complete epochs a checkpoint's state stands for (a step checkpoint: those before its epoch)."""
+    return int(state["epoch"]) + (0 if state.get("epoch_step") is not None else 1)
+
+
+def rng_states() -> dict[str, Any]:
+    """Every global generator a step may draw from: torch (CPU and the current CUDA device), Python, NumPy."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state().tolist(),
+            "cuda": torch.cuda.get_rng_state().tolist() if torch.cuda.is_initialized() else None,
+            "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]}
+
+
+def restore_rng_states(rng: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_states` (generators a checkpoint lacks are left as they are)."""
+    import random
+
+    import numpy as np
+
+    if rng.get("torch") is not None:
+        torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+    if rng.get("cuda") and torch.cuda.is_available():  # this rank's device (seeded alike on every rank)
+        torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8))
+    if rng.get("python"):
+        version, state, gauss = rng["python"]
+        random.setstate((version, tuple(state), gauss))
+    if rng.get("numpy"):
+        kind, keys, pos, has_gauss, gauss = rng["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
 def save_checkpoint(run_dir: Path, epoch: int, step: int, model_state: dict[str, torch.Tensor],
                     optimizer: torch.optim.Optimizer, scheduler, extra: dict[str, Any] | None = None,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, epoch_step: int | None = None) -> Path:
+    """Write checkpoint ``epoch`` / ``step`` atomically and keep the newest ``keep`` (0: all).
+
+    ``epoch_step`` set: a step checkpoint inside ``epoch`` after that many of its steps.
+    """
     ckpt_root = Path(run_dir) / "checkpoints"
-    final = ckpt_root / f"epoch_{epoch:04d}"
+    final = ckpt_root / checkpoint_name(epoch, step, epoch_step)
     model_tensors = contiguous_cpu(model_state)
     opt_tensors, opt_skel = _flatten_optimizer(optimizer.state_dict())
     needed = sum(t.numel() * t.element_size() for d in (model_tensors, opt_tensors) for t in d.values())
@@ -80,7 +141,8 @@ def save_checkpoint(run_dir: Path, epoch: int, step: int, model_state: dict[str,
                 "step": step,
                 "optimizer": opt_skel,
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "rng": {"torch": torch.get_rng_state().tolist()},
+                "rng": rng_states(),
+                **({} if epoch_step is None else {"epoch_step": epoch_step}),
                 **(extra or {}),
             })
         finally:
@@ -110,8 +172,8 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch_")
-                  and (p / "state.json").is_file())
+    return sorted((p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)
+                   and (p / "state.json").is_file()), key=_order)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -3,9 +3,11 @@
 Deterministic on CPU for a fixed seed: the shuffle order of epoch e depends only on (seed, e),
 the global RNG is reseeded from (seed, e) at each epoch start, and each step's own generator
 from (seed, step). Resuming from an epoch checkpoint therefore replays exactly what an
-uninterrupted run does.
+uninterrupted run does; a step checkpoint (``train.checkpoint_every``, or written on SIGTERM /
+SIGUSR1: :mod:`robustune.engine.resume`) also restores the sampler position, every RNG state and
+the epoch's running totals, so resuming inside an epoch is exact too.
 
-Faults: one process per run folder (an OS lock, :func:`robustune.files.folder_lock`); a checkpoint
+Faults: one process per run folder (a lock file, :func:`robustune.files.folder_lock`); a checkpoint
 that fails its digests is reported and ``--resume`` falls back to the newest one that verifies;
 non-finite weights or optimizer state are never saved; a full disk is one named error.
 """
@@ -25,13 +27,15 @@ from tqdm.auto import tqdm
 from robustune.config import RunConfig
 from robustune.data import DataSplits, IndexedDataset, build_loader
 from robustune import distributed as dist
-from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
-                                         load_checkpoint, non_finite_tensors, save_checkpoint)
+from robustune.engine.checkpoint import latest_checkpoint, non_finite_tensors, save_checkpoint
 from robustune.engine.metrics import MetricsWriter
 from robustune.engine.optim import create_optimizer, create_scheduler
+from robustune.engine.resume import (ResumePoint, StepCheckpoints, auto_resume, enter_epoch, load_resume_point,
+                                     newest_verified_checkpoint)  # noqa: F401  (re-exported)
 from robustune.errors import TrainingDivergedError
-from robustune.files import file_sha256, folder_lock, save_tensors
 from robustune.eval.clean import accuracy
+from robustune.files import check_folder_lock, file_sha256, folder_lock, save_tensors
+from robustune.preemption import Preempted, StopSignals
 from robustune.methods import Method, SetupContext, StepContext
 from robustune.runs.build import build_run
 from robustune.runs.record import write_run_record
@@ -60,7 +64,7 @@ def _autocast(cfg: RunConfig, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bool = False):
+def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bool = False, skip: int = 0):
     seed = cfg.train.seed * 10_007 + epoch
     train_set = IndexedDataset(splits.train) if with_index else splits.train
     sampler = None
@@ -72,50 +76,19 @@ def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bo
     batch = cfg.data.batch_size // dist.world_size()
     return build_loader(train_set, batch, shuffle=True, seed=seed, sampler=sampler,
                         num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
-                        drop_last=sampler is not None)
-
-
-def newest_verified_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint whose files match their digests; each one that fails is reported."""
-    ckpts = list_checkpoints(run_dir)
-    bad: list[str] = []
-    for ckpt in reversed(ckpts):
-        try:
-            state = load_checkpoint(ckpt)
-        except CheckpointCorruptError as exc:
-            log.warning("checkpoint %s fails verification: %s", ckpt, exc)
-            bad.append(str(exc))
-            continue
-        if bad:
-            log.warning("resuming from %s, the newest checkpoint that verifies", ckpt)
-        return ckpt, state
-    if bad:
-        raise CheckpointCorruptError(
-            f"no checkpoint of {run_dir} verifies ({'; '.join(bad)}); move checkpoints/ away to "
-            "train from scratch into this folder")
-    return None
-
-
-def _resume_state(run_dir: Path, method: Method, opt, sched, metrics: MetricsWriter) -> tuple[int, int]:
-    found = newest_verified_checkpoint(run_dir)
-    if found is None:
-        log.info("no checkpoint in %s: starting fresh", run_dir)
-        return 0, 0
-    ckpt, state = found
-    method.load_checkpoint_state(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    if sched is not None and state.get("scheduler"):
-        sched.load_state_dict(state["scheduler"])
-    metrics.truncate_after(state["step"])
-    log.info("resumed from %s (epoch %d done, step %d)", ckpt.name, state["epoch"] + 1, state["step"])
-    return state["epoch"] + 1, state["step"]
+                        drop_last=sampler is not None, skip=skip * batch)
 
 
 def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, device, epoch: int,
-                 step: int, metrics: MetricsWriter, run_dir: Path) -> tuple[int, dict[str, float]]:
-    """One epoch (or fewer steps when ``train.max_steps`` is reached in it)."""
+                 step: int, metrics: MetricsWriter, run_dir: Path, totals: torch.Tensor,
+                 after_step=None) -> tuple[int, dict[str, float], bool]:
+    """One epoch (or fewer steps when ``train.max_steps`` is reached in it, or a stop signal came).
+
+    ``totals``: the epoch's (loss·n, correct, n) so far; ``after_step(step, totals)`` returns True
+    to stop (it has saved a step checkpoint). Returns (step, stats, stopped).
+    """
     method.train()
-    totals = torch.zeros(3, device=device)  # loss sum, correct, seen: on device, no per-step sync
+    stopped = False
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                disable=not dist.is_main_process())
     for batch in bar:
@@ -154,12 +127,17 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
             metrics.write({"step": step, "epoch": epoch, "loss": value,
                            "lr": lr, **logs})
             bar.set_postfix(loss=f"{value:.3f}")
+        if after_step is not None and after_step(step, totals):
+            stopped = True
+            break
+    if stopped:
+        return step, {}, True
     t = dist.all_reduce_sum(totals)
     seen = t[2].clamp(min=1)
     stats = {"train_loss": (t[0] / seen).item(), "train_acc": (t[1] / seen).item()}
     if not bool(t[1] >= 0):  # NaN: the method returned no logits (detection), so no accuracy
         del stats["train_acc"]
-    return step, stats
+    return step, stats, False
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -213,11 +191,13 @@ def _finished_epochs(run_dir: Path, cfg: RunConfig) -> int | None:
     checkpointed (or the ``train.max_steps`` recorded as reached in ``run.json``)."""
     from robustune.files import read_json
 
+    from robustune.engine.checkpoint import epochs_done
+
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None or not (run_dir / "model.safetensors").is_file():
         return None
     try:
-        done = int(read_json(ckpt / "state.json")["epoch"]) + 1
+        done = epochs_done(read_json(ckpt / "state.json"))
         record = run_dir / "run.json"
         steps = read_json(record).get("steps") if record.is_file() else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -229,23 +209,30 @@ def _finished_epochs(run_dir: Path, cfg: RunConfig) -> int | None:
     return None
 
 
-def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
+def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool | str = False,
           method: Method | None = None, splits: DataSplits | None = None) -> TrainResult:
     """Train ``cfg`` into ``run_dir``; with ``resume`` continue from the last checkpoint there.
 
-    The run folder is locked for the whole run (rank 0 holds the lock): a second process on the
-    same folder stops at once with :class:`robustune.files.FolderLockedError` naming the holder.
+    ``resume="auto"``: continue if ``run_dir`` holds this run unfinished, start if it is empty,
+    refuse (FileExistsError) if it holds a different run. The run folder is locked for the whole run
+    (rank 0 holds the lock): a second process on the same folder stops at once with
+    :class:`robustune.files.FolderLockedError` naming the holder. On one of ``train.stop_signals``
+    every rank finishes its step, rank 0 writes a step checkpoint and :class:`Preempted` is raised.
     """
     run_dir = Path(run_dir)
     device = resolve_device(cfg.train.device)
     dist.init_from_env(device)
     lock = folder_lock(run_dir) if dist.is_main_process() else contextlib.nullcontext()
-    with lock:
-        return _train_locked(cfg, run_dir, device, resume, method, splits)
+    with lock, StopSignals(cfg.train.stop_signals) as stop:
+        if resume == "auto":
+            resume = auto_resume(run_dir, cfg)
+        elif resume not in (True, False):
+            raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
+        return _train_locked(cfg, run_dir, device, resume, method, splits, stop)
 
 
 def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: bool,
-                  method: Method | None, splits: DataSplits | None) -> TrainResult:
+                  method: Method | None, splits: DataSplits | None, stop: StopSignals | None = None) -> TrainResult:
     t0 = time.perf_counter()
     main = dist.is_main_process()
     torch.manual_seed(cfg.train.seed)
@@ -271,17 +258,19 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         write_run_record(run_dir, cfg, steps_per_epoch=steps_per_epoch)
     opt = create_optimizer(method.trainable_parameters(), cfg.optim)
     sched = create_scheduler(opt, cfg.optim, steps_per_epoch, cfg.train.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
     setup_ctx = SetupContext(train_set=splits.train, device=device, seed=cfg.train.seed,
                              run_dir=run_dir, batch_size=cfg.data.eval_batch_size)
-    start, step = _resume_state(run_dir, method, opt, sched, metrics) if resume else (0, 0)
-    if start == 0 and step == 0:
+    steps = StepCheckpoints(cfg, run_dir, stop, device, steps_per_epoch)
+    point = load_resume_point(run_dir, method, opt, sched, scaler, metrics) if resume else ResumePoint()
+    if point.fresh:
         metrics.clear()  # a fresh start: rows of a killed earlier attempt must not survive
         method.setup(setup_ctx)
     phases = {"setup": time.perf_counter() - t0}
     loop = _EpochLoop(cfg, run_dir, device, method, splits, opt, sched, metrics, setup_ctx,
-                      steps_per_epoch)
-    epochs_run, val_acc = loop.run(start, step)
+                      steps_per_epoch, scaler, steps)
+    epochs_run, val_acc = loop.run(point)
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
     if main:
         save_tensors(run_dir / "model.safetensors", method.export_state())
@@ -302,25 +291,34 @@ class _EpochLoop:
     metrics: MetricsWriter
     setup_ctx: SetupContext
     steps_per_epoch: int
+    scaler: Any
+    checkpoints: StepCheckpoints
     step: int = 0
 
-    def run(self, start: int, step: int) -> tuple[int, float | None]:
-        """Epochs ``start``.. (or until ``train.max_steps``); returns (epochs run, last val acc)."""
+    def run(self, point: ResumePoint) -> tuple[int, float | None]:
+        """Epochs from ``point`` on (or until ``train.max_steps``); returns (epochs run, last val acc).
+
+        Raises:
+            Preempted: a stop signal came; a step checkpoint holds everything done so far.
+        """
         cfg, method = self.cfg, self.method
-        scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         ddp_method = _wrap_ddp(method, self.device)
-        val_acc, epochs_run, self.step = None, 0, step
+        val_acc, epochs_run, self.step = None, 0, point.step
         watched = finite_tensor_names(method)
-        for epoch in range(start, cfg.train.epochs):
+        for epoch in range(point.epoch, cfg.train.epochs):
             if cfg.train.max_steps is not None and self.step >= cfg.train.max_steps:
                 break
             te = time.perf_counter()
-            torch.manual_seed(cfg.train.seed * 10_007 + epoch)
-            method.on_epoch_start(epoch, self.setup_ctx)
-            loader = _epoch_loader(self.splits, cfg, epoch, with_index=self.method.needs_indices)
-            self.step, stats = _train_epoch(ddp_method, loader, self.opt,
-                                            self.sched, scaler, cfg, self.device, epoch, self.step,
-                                            self.metrics, self.run_dir)
+            skip = enter_epoch(method, epoch, point, self.setup_ctx, cfg.train.seed)
+            totals = torch.zeros(3, device=self.device)  # loss sum, correct, seen: no per-step sync
+            if skip and point.totals is not None and dist.is_main_process():
+                totals += torch.tensor(point.totals, device=self.device)  # summed over ranks: once
+            loader = _epoch_loader(self.splits, cfg, epoch, with_index=self.method.needs_indices, skip=skip)
+            self.step, stats, stopped = _train_epoch(
+                ddp_method, loader, self.opt, self.sched, self.scaler, cfg, self.device, epoch, self.step,
+                self.metrics, self.run_dir, totals, lambda s, t: self._after_step(epoch, s, t, watched))
+            if stopped:
+                self._stopped(epoch)
             epochs_run += 1
             complete = self.step >= (epoch + 1) * self.steps_per_epoch
             check_finite_state(method, self.opt, watched, epoch, self.step, self.run_dir)
@@ -343,10 +341,26 @@ class _EpochLoop:
             # an epoch cut short by max_steps gets no checkpoint: a resume replays it from the
             # previous epoch's, so resume stays exact
             if dist.is_main_process() and complete:
+                check_folder_lock(self.run_dir)  # never two writers
                 save_checkpoint(self.run_dir, epoch, self.step, method.checkpoint_state(), self.opt,
-                                self.sched, keep=cfg.train.keep_checkpoints)
+                                self.sched, keep=cfg.train.keep_checkpoints,
+                                extra={"scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None})
             dist.barrier()
         return epochs_run, val_acc
+
+    def _after_step(self, epoch: int, step: int, totals: torch.Tensor, watched: set[str]) -> bool:
+        """A step checkpoint when due (never of a non-finite state); True to stop on a signal."""
+        return self.checkpoints.after_step(
+            self.method, self.opt, self.sched, self.scaler, epoch, step, totals,
+            check=lambda: check_finite_state(self.method, self.opt, watched, epoch, step, self.run_dir))
+
+    def _stopped(self, epoch: int) -> None:
+        stop = self.checkpoints.stop
+        saved = self.checkpoints.saved
+        raise Preempted(f"stopped by {stop.name if stop else 'a stop request'} at step {self.step} "
+                        f"(epoch {epoch + 1}); step checkpoint {saved.name if saved else 'written'} in "
+                        f"{self.run_dir / 'checkpoints'}",
+                        how=f"--out {self.run_dir} --resume auto")
 
 
 def _wrap_ddp(method: Method, device: torch.device) -> Method:

@@ -31,6 +31,7 @@ from robustune.eval.results import Cell, EvalResults, save_per_sample
 from robustune.eval.robust import attack_outcomes
 from robustune.registry import Registry
 from robustune.files import folder_lock, tensors_sha256
+from robustune.preemption import Preempted, StopSignals
 from robustune.utils import environment_record
 
 log = logging.getLogger(__name__)
@@ -219,16 +220,17 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str |
     """Run ``cfg.suites`` on ``model`` on ``device``; resumes from ``out_dir/results.json``.
 
     ``out_dir`` is locked for the run (a second process on it stops at once); a cell already in
-    ``results.json`` is reused only if it was measured on the same inputs (see the module doc).
+    ``results.json`` is reused only if it was measured on the same inputs (see the module doc). On
+    SIGTERM / SIGUSR1 the current cell is finished and saved, then :class:`Preempted` is raised.
     """
     out_dir = Path(out_dir)
-    with folder_lock(out_dir, "results folder (--out)"):
+    with folder_lock(out_dir, "results folder (--out)"), StopSignals() as stop:
         return _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info,
-                                torch.device(device), batch_size, options or {})
+                                torch.device(device), batch_size, options or {}, stop)
 
 
 def _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info, device,
-                     batch_size, options) -> EvalResults:
+                     batch_size, options, stop: StopSignals | None = None) -> EvalResults:
     path = out_dir / "results.json"
     dataset = fixed_subset(dataset, cfg.n_examples, cfg.seed)
     info = {**(dataset_info or {}), "n_images": len(dataset), "subset_seed": cfg.seed if cfg.n_examples else None}
@@ -258,6 +260,9 @@ def _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_
                 results.cells[cell.key] = cell
                 log.info("%s: %s = %.4f", cell.key, cell.metric, cell.value)
             results.save(path)
+            if stop is not None and stop.requested:  # SIGTERM / SIGUSR1: the cell is saved, stop here
+                raise Preempted(f"stopped by {stop.name} after cell {key}; {len(results.cells)} cells "
+                                f"are saved in {path}")
     results.checks = [c for name in CHECKS.list() for c in CHECKS.get(name)(results)]
     for check in results.checks:
         if not check["passed"]:

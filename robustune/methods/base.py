@@ -62,6 +62,16 @@ class Method(nn.Module):
     def on_epoch_start(self, epoch: int, ctx: SetupContext) -> None:
         """Called at the start of each epoch (e.g. refresh of the similarity)."""
 
+    def epoch_state(self) -> dict[str, torch.Tensor]:
+        """What :meth:`on_epoch_start` derived that no checkpointed buffer holds; step checkpoints
+        (inside an epoch) store it, and :meth:`on_epoch_resume` gets it back."""
+        return {}
+
+    def on_epoch_resume(self, epoch: int, ctx: SetupContext, epoch_state: dict[str, torch.Tensor]) -> None:
+        """Called instead of :meth:`on_epoch_start` when a run resumes inside ``epoch``: restore what
+        that set up from ``epoch_state``, never recompute it from the mid-epoch weights (GFN's
+        similarity is a checkpointed buffer: nothing to do)."""
+
     def training_step(self, images: torch.Tensor, labels: torch.Tensor,
                       ctx: StepContext) -> dict[str, Any]:
         raise NotImplementedError

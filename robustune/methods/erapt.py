@@ -150,6 +150,20 @@ class ERAPT(FAP):
         if epoch > 0:
             self.write_diagnostics_plot()
 
+    def epoch_state(self) -> dict[str, torch.Tensor]:
+        """The epoch's neighbour table (``neighbor`` fitness), computed from the prompts at its start."""
+        neighbors = getattr(self.evolver, "neighbors", None)
+        return {} if neighbors is None else {"neighbors": neighbors}
+
+    def on_epoch_resume(self, epoch: int, ctx, epoch_state: dict[str, torch.Tensor]) -> None:
+        super().on_epoch_resume(epoch, ctx, epoch_state)
+        self._train_size = len(ctx.train_set) if getattr(ctx, "train_set", None) is not None else None
+        self._run_dir = getattr(ctx, "run_dir", None)
+        if "neighbors" in epoch_state:
+            self.evolver.neighbors = epoch_state["neighbors"].to(ctx.device)
+        elif self.params.fitness == "neighbor":  # a checkpoint without it: the epoch start's table is lost
+            self.refresh_neighbors()
+
     def write_diagnostics_plot(self) -> Path | None:
         """Plot the logged Theorem-1 figures into ``<run>/analysis`` (never fails the run)."""
         from robustune import distributed as dist
