@@ -91,6 +91,10 @@ def corruptions_detection_suite(ctx: EvalContext):
     yield f"{SUITE}/summary", lambda: performance_under_corruption(ctx.results)
 
 
+corruptions_detection_suite.number_options = ("corruption_root",)
+corruptions_detection_suite.uses_seed = False
+
+
 def _class_map(model_classes: list[str], target_classes: list[str], mapping: dict[str, str]) -> dict[int, int]:
     out = {}
     for i, name in enumerate(model_classes):
