@@ -119,3 +119,16 @@ def per_rank_batch(global_batch: int, what: str = "data.batch_size") -> int:
             f"batch, at least 1): set {what} to a multiple of {world}, e.g. --set {what}={good}, "
             f"or run fewer processes (--nproc)")
     return global_batch // world
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """This rank's device: ``cuda:LOCAL_RANK`` for a CUDA run under torchrun, else ``device``."""
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def shutdown() -> None:
+    """Leave the process group (a no-op in a single process)."""
+    if is_distributed():
+        dist.destroy_process_group()

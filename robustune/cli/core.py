@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -62,23 +64,57 @@ def eval_cmd(
     option: list[str] = typer.Option([], "--option", help="suite option key=value, e.g. corruption_root=DIR"),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto (default: the run's train.device)"),
+    nproc: int = typer.Option(1, help="processes on this node (wraps torchrun): each cell's images are shared"),
+    shard: Optional[str] = typer.Option(None, help="i/n: compute every n-th cell (processes or machines "
+                                                   "sharing the folder; or join folders with `robustune merge`)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell."""
+    import sys
+
     from robustune.cli.evaluation import run_eval
 
     setup_logging(verbose)
+    if nproc > 1:
+        from robustune.engine.launch import relaunch_torchrun
+
+        raise typer.Exit(relaunch_torchrun(nproc, sys.argv[1:]))
+    rank = int(os.environ.get("RANK", "0"))
+    if rank:  # one console: rank 0 logs and prints; the others say only what goes wrong
+        logging.getLogger().setLevel(logging.WARNING)
     try:
-        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device)
+        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device, shard)
     except USER_ERRORS as exc:
         fail(str(exc))
+    if rank:
+        return
     for key, cell in results.cells.items():
-        typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}")
+        n = f"n={cell.n}" if cell.n is not None else ""
+        typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}  {n}")
     if results.checks:
         failed = [c for c in results.checks if not c["passed"]]
         typer.echo(f"sanity checks: {len(results.checks) - len(failed)} passed, {len(failed)} failed")
         for c in failed:
             typer.echo(f"  FAILED {c['check']}: {c['cell']} ({c['detail']})")
+
+
+@app.command()
+def merge(
+    out: Path = typer.Argument(..., help="results folder to create or extend"),
+    sources: list[Path] = typer.Argument(..., help="results folders (or results.json files) to join"),
+    verbose: bool = typer.Option(False, "-v"),
+) -> None:
+    """Join the cells of results folders of one model (e.g. written with --shard i/n) into OUT."""
+    from robustune.eval.store import merge_results
+
+    setup_logging(verbose)
+    try:
+        merged = merge_results(out, sources)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    typer.echo(f"{out / 'results.json'}: {len(merged.store)} cells from {len(sources)} folder(s); summaries "
+               "(mCE, mPC, ...) are recomputed by the next `robustune eval RUN --out OUT --suite ...` "
+               "without computing any cell")
 
 
 @app.command("list")

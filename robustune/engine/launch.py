@@ -26,3 +26,24 @@ def launch_torchrun(nproc: int, config: Path, overrides: list[str], run_dir: Pat
     cmd = torchrun_command(nproc, config, overrides, run_dir, resume)
     log.info("launching: %s", " ".join(cmd))
     return subprocess.call(cmd)
+
+
+def without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` / ``name=VALUE`` (e.g. ``--nproc``)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
+def relaunch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run ``robustune ARGV`` (``--nproc`` removed) as ``nproc`` processes on this node under torchrun."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "robustune.cli", *without_option(argv, "--nproc")]
+    log.info("launching: %s", " ".join(cmd))
+    return subprocess.call(cmd)

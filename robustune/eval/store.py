@@ -183,6 +183,9 @@ class ResultsStore:
                 results.add(cell)
             results.save(self.path)
         self.release()
+        key = cells[0].key if cells else None
+        if key is not None:  # the cell is stored: its claim folder has done its work
+            shutil.rmtree(self._claim_dir(key, fingerprint), ignore_errors=True)
 
     def release(self) -> None:
         if self._claim is not None:
