@@ -147,6 +147,7 @@ class ResultsStore:
         self.out_dir, self.path = Path(out_dir), Path(out_dir) / "results.json"
         self.results = new
         self._claim: contextlib.ExitStack | None = None
+        self._claim_path: Path | None = None
 
     def lock(self):
         return waiting_lock(self.out_dir, "results folder (--out)")
@@ -165,12 +166,12 @@ class ResultsStore:
         with self.lock():
             if self.refresh().find(key, fingerprint) is not None:
                 return "stored"
-            stack = contextlib.ExitStack()
+            stack, folder = contextlib.ExitStack(), self._claim_dir(key, fingerprint)
             try:
-                stack.enter_context(folder_lock(self._claim_dir(key, fingerprint), "cell"))
+                stack.enter_context(folder_lock(folder, "cell"))
             except FolderLockedError:
                 return "claimed"
-            self._claim = stack
+            self._claim, self._claim_path = stack, folder
             return "mine"
 
     def commit(self, cells: list[Cell], fingerprint: str, inputs: dict[str, Any]) -> None:
@@ -182,15 +183,15 @@ class ResultsStore:
                 cell.fingerprint = fingerprint
                 results.add(cell)
             results.save(self.path)
+        claimed = self._claim_path
         self.release()
-        key = cells[0].key if cells else None
-        if key is not None:  # the cell is stored: its claim folder has done its work
-            shutil.rmtree(self._claim_dir(key, fingerprint), ignore_errors=True)
+        if claimed is not None:  # the cell is stored: its claim folder has done its work
+            shutil.rmtree(claimed, ignore_errors=True)
 
     def release(self) -> None:
         if self._claim is not None:
             self._claim.close()
-            self._claim = None
+            self._claim = self._claim_path = None
 
     def _claim_dir(self, key: str, fingerprint: str) -> Path:
         return self.out_dir / "claims" / f"{safe_name(key)}@{fingerprint}"
