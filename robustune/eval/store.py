@@ -143,9 +143,9 @@ def waiting_lock(folder: Path, what: str, wait_s: float | None = None) -> Iterat
 class ResultsStore:
     """``out_dir/results.json`` read and written under its lock (rank 0 only under torchrun)."""
 
-    def __init__(self, out_dir: Path, new: EvalResults) -> None:
+    def __init__(self, out_dir: Path, new: EvalResults, shared: dict[str, Any] | None = None) -> None:
         self.out_dir, self.path = Path(out_dir), Path(out_dir) / "results.json"
-        self.results = new
+        self.results, self.shared = new, shared
         self._claim: contextlib.ExitStack | None = None
         self._claim_path: Path | None = None
 
@@ -166,6 +166,7 @@ class ResultsStore:
         with self.lock():
             if self.refresh().find(key, fingerprint) is not None:
                 return "stored"
+            check_same_model_and_data(self.results, self.shared, self.path)
             stack, folder = contextlib.ExitStack(), self._claim_dir(key, fingerprint)
             try:
                 stack.enter_context(folder_lock(folder, "cell"))
@@ -178,6 +179,7 @@ class ResultsStore:
         """Add ``cells`` to results.json (re-read under the lock) and release the claim."""
         with self.lock():
             results = self.refresh()
+            check_same_model_and_data(results, {k: inputs[k] for k in SHARED_INPUTS}, self.path)
             results.inputs[fingerprint] = inputs
             for cell in cells:
                 cell.fingerprint = fingerprint

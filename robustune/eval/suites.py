@@ -197,7 +197,7 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str |
     shared = shared_inputs(model, info, classes)
     main = dist.is_main_process()
     store = ResultsStore(out_dir, EvalResults(model=model_info or {}, dataset=info, seed=cfg.seed,
-                                              environment={**environment_record(), "device": str(device)}))
+                                              environment={**environment_record(), "device": str(device)}), shared)
     if main:
         with store.lock():
             store.refresh()
