@@ -105,13 +105,15 @@ def batch_blocks(n: int, batch_size: int) -> list[tuple[int, list[int]]]:
             for b in range(rank(), n_batches, world_size())]
 
 
-def per_rank_batch(global_batch: int, what: str = "data.batch_size") -> int:
+def per_rank_batch(global_batch: int, what: str = "data.batch_size", world: int | None = None) -> int:
     """``global_batch // world``, refusing a global batch the ranks cannot share equally.
+
+    ``world`` defaults to the process group's size (give it to check before launching).
 
     Raises:
         ValueError: one line naming the fix (a global batch divisible by the world size, >= 1 per rank).
     """
-    world = world_size()
+    world = world_size() if world is None else world
     if global_batch < world or global_batch % world:
         good = max(world, global_batch // world * world)
         raise ValueError(
@@ -132,3 +134,10 @@ def shutdown() -> None:
     """Leave the process group (a no-op in a single process)."""
     if is_distributed():
         dist.destroy_process_group()
+
+
+def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Overwrite ``t`` in place with rank ``src``'s values (a no-op in a single process)."""
+    if is_distributed():
+        dist.broadcast(t, src=src)
+    return t

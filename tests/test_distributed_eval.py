@@ -305,3 +305,81 @@ def test_kill_9_inside_an_autoattack_component_then_resume_gives_the_uninterrupt
     assert all(torch.equal(a, b) for a, b in zip(full, resumed))
     final = json.loads(state.read_text())
     assert final["done"] == [c["name"] for c in json.loads((tmp_path / "full.json").read_text())["components"]]
+
+
+# ---------------------------------------------------------------------------- DDP training
+
+
+ERAPT_DDP = r'''
+import os, sys, torch, torch.distributed as dist
+from safetensors.torch import save_file
+from robustune.config import load_config
+from robustune.engine import train
+from robustune.methods.erapt import ERAPT
+
+crash = int(os.environ.get("CRASH_AT", "-1"))
+if crash >= 0:  # every rank stops at the same step, before its collectives
+    original = ERAPT.training_step
+    def stopping(self, images, labels, ctx):
+        if ctx.step == crash:
+            raise SystemExit(3)
+        return original(self, images, labels, ctx)
+    ERAPT.training_step = stopping
+cfg = load_config("configs/clip_tiny_digits_erapt.yaml", sys.argv[3:])
+res = train(cfg, sys.argv[1], resume=sys.argv[2] == "resume")
+m = res.method.memory
+save_file({"delta": m.delta.contiguous(), "valid": m.valid.contiguous()},
+          f"{sys.argv[1]}/memory_rank{dist.get_rank()}.safetensors")
+'''
+ERAPT_SETS = ["model.weights=null", "data.options.shots=2", "data.batch_size=4", "train.eval_every=0",
+              "train.log_every=1", "train.epochs=2", "method.params.population=3", "method.params.generations=1",
+              "method.params.mutation=gradient", "method.params.init=mutation", "method.params.p_mut=1.0",
+              "method.params.warm_start=true", "method.params.diagnostics_every=0", "method.params.dwa_window=1"]
+
+
+def test_erapt_memory_is_per_rank_survives_steps_and_resumes_with_the_same_world_size(tmp_path):
+    script = tmp_path / "erapt_ddp.py"
+    script.write_text(ERAPT_DDP)
+    _torchrun(script, tmp_path / "a", "fresh", *ERAPT_SETS)
+    mem = [load_file(str(tmp_path / "a" / f"memory_rank{r}.safetensors")) for r in (0, 1)]
+    # each rank searched its own shard's images: rank 1's memory is its own, not rank 0's broadcast
+    assert mem[1]["valid"].any() and mem[1]["delta"].abs().sum() > 0
+    assert not torch.equal(mem[0]["valid"], mem[1]["valid"])
+    assert sorted(p.name for p in (tmp_path / "a" / "rank_state" / "epoch_0001").iterdir()) == \
+        ["rank0_of_2.safetensors", "rank1_of_2.safetensors"]
+    # killed in epoch 2, then resumed: every rank's memory as in the uninterrupted run
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(tmp_path / "b"), "fresh", *ERAPT_SETS],
+                         env={**ENV, "CRASH_AT": "3"}, capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0 and (tmp_path / "b" / "checkpoints" / "epoch_0000").is_dir()
+    # one process cannot resume a 2-process run's per-rank memory: one line naming the fix
+    one = subprocess.run([sys.executable, "-m", "robustune.cli", "train", "configs/clip_tiny_digits_erapt.yaml",
+                          "--out", str(tmp_path / "b"), "--resume", *[a for s in ERAPT_SETS for a in ("--set", s)]],
+                         env=ENV, capture_output=True, text=True, timeout=600)
+    errors = [line for line in one.stderr.splitlines() if line.startswith("error:")]
+    assert one.returncode == 2 and len(errors) == 1 and "--nproc 2" in errors[0], one.stderr[-2000:]
+    _torchrun(script, tmp_path / "b", "resume", *ERAPT_SETS)
+    for r in (0, 1):
+        resumed = load_file(str(tmp_path / "b" / f"memory_rank{r}.safetensors"))
+        assert all(torch.equal(resumed[k], mem[r][k]) for k in ("delta", "valid")), r
+
+    def losses(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in rows if "w_adv" in r]
+
+    assert losses(tmp_path / "a") == losses(tmp_path / "b") and len(losses(tmp_path / "a")) == 4
+
+
+def test_a_global_batch_the_ranks_cannot_share_is_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "robustune.cli", "train", "configs/erm_digits.yaml", "--nproc", "2",
+                          "--set", "data.batch_size=3", "--out", str(tmp_path / "run")],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "data.batch_size=3 cannot be shared by 2 processes" in errors[0] and "data.batch_size=2" in errors[0]
+    assert not (tmp_path / "run").exists()
+    from robustune import distributed as dist
+
+    assert dist.per_rank_batch(8, world=8) == 1
+    with pytest.raises(ValueError, match=r"set data.batch_size to a multiple of 8, e.g. --set data.batch_size=8"):
+        dist.per_rank_batch(4, world=8)  # the CLIP presets' batch 4 on 8 GPUs

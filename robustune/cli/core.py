@@ -38,8 +38,10 @@ def train(
         cfg = load_config(config, set_)
         run_dir = out or Path("runs") / cfg.name
         if nproc > 1:
+            from robustune.distributed import per_rank_batch
             from robustune.engine.launch import launch_torchrun
 
+            per_rank_batch(cfg.data.batch_size, world=nproc)  # before any process starts
             raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume))
         result = run_training(cfg, run_dir, resume=resume)
     except (*USER_ERRORS, TrainingDivergedError) as exc:

@@ -30,6 +30,7 @@ from robustune.engine.build import build_run
 from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
                                          load_checkpoint, non_finite_tensors, save_checkpoint)
 from robustune.engine.metrics import MetricsWriter
+from robustune.engine.rank_state import load_rank_state, prune_rank_state, save_rank_state
 from robustune.engine.optim import create_optimizer, create_scheduler
 from robustune.files import save_tensors
 from robustune.eval.clean import accuracy
@@ -73,7 +74,7 @@ def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bo
 
         sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.train.seed, drop_last=True)
         sampler.set_epoch(epoch)
-    batch = cfg.data.batch_size // dist.world_size()
+    batch = dist.per_rank_batch(cfg.data.batch_size)
     return build_loader(train_set, batch, shuffle=True, seed=seed, sampler=sampler,
                         num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
                         drop_last=sampler is not None)
@@ -107,6 +108,7 @@ def _resume_state(run_dir: Path, method: Method, opt, sched, metrics: MetricsWri
         return 0, 0
     ckpt, state = found
     method.load_checkpoint_state(state["model"])
+    load_rank_state(run_dir, state["epoch"], method)
     opt.load_state_dict(state["optimizer"])
     if sched is not None and state.get("scheduler"):
         sched.load_state_dict(state["scheduler"])
@@ -219,7 +221,7 @@ def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | N
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
     write_json(run_dir / "run.json", {
         **environment_record(), "seed": cfg.train.seed, "world_size": world,
-        "global_batch": cfg.data.batch_size, "per_rank_batch": cfg.data.batch_size // world,
+        "global_batch": cfg.data.batch_size, "per_rank_batch": dist.per_rank_batch(cfg.data.batch_size),
         "phases_seconds": phases or {}, **extra})
 
 
@@ -254,6 +256,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     run_dir = Path(run_dir)
     device = resolve_device(cfg.train.device)
     dist.init_from_env(device)
+    dist.per_rank_batch(cfg.data.batch_size)  # a batch the ranks cannot share: one line, nothing written
     lock = folder_lock(run_dir) if dist.is_main_process() else contextlib.nullcontext()
     with lock:
         return _train_locked(cfg, run_dir, device, resume, method, splits)
@@ -357,9 +360,13 @@ class _EpochLoop:
                      " ".join(f"{k}={v:.4f}" for k, v in stats.items()))
             # an epoch cut short by max_steps gets no checkpoint: a resume replays it from the
             # previous epoch's, so resume stays exact
+            if complete:  # every rank's own state first: a checkpoint that exists has its rank files
+                save_rank_state(self.run_dir, epoch, method)
+                dist.barrier()
             if dist.is_main_process() and complete:
                 save_checkpoint(self.run_dir, epoch, self.step, method.checkpoint_state(), self.opt,
                                 self.sched, keep=cfg.train.keep_checkpoints)
+                prune_rank_state(self.run_dir, {int(p.name.split("_")[1]) for p in list_checkpoints(self.run_dir)})
             dist.barrier()
         return epochs_run, val_acc
 
@@ -370,4 +377,4 @@ def _wrap_ddp(method: Method, device: torch.device) -> Method:
         return method
     from robustune.engine.ddp import DDPMethod
 
-    return DDPMethod(method, device)
+    return DDPMethod(method, device, broadcast_buffers=not method.has_rank_state)
