@@ -86,6 +86,7 @@ if __name__ == "__main__":
     res = loops(sys.argv[1])
     if rdist.rank() == 0:
         torch.save(res, sys.argv[2])
+    dist.destroy_process_group()  # gloo may abort at exit otherwise
 '''
 
 
@@ -268,6 +269,7 @@ out = autoattack_outcomes(model, pts, AutoAttack(model, eps=4 / 255, overrides=%
                           seed=1, state_path=sys.argv[1])
 if rdist.is_main_process():
     torch.save((out.clean, out.robust, out.fooled_by), sys.argv[2])
+rdist.shutdown()
 '''
 
 
@@ -330,6 +332,7 @@ res = train(cfg, sys.argv[1], resume=sys.argv[2] == "resume")
 m = res.method.memory
 save_file({"delta": m.delta.contiguous(), "valid": m.valid.contiguous()},
           f"{sys.argv[1]}/memory_rank{dist.get_rank()}.safetensors")
+dist.destroy_process_group()
 '''
 ERAPT_SETS = ["model.weights=null", "data.options.shots=2", "data.batch_size=4", "train.eval_every=0",
               "train.log_every=1", "train.epochs=2", "method.params.population=3", "method.params.generations=1",
