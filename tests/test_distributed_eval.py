@@ -202,6 +202,10 @@ def test_eval_nproc_2_and_shards_merged_equal_one_process(eval_run, tmp_path):
     merged = json.loads((tmp_path / "m" / "results.json").read_text())
     assert merged["cells"]["corruptions/mCE"]["value"] == pytest.approx(100.0)  # itself as reference
     assert _cells(tmp_path / "m") == _cells(tmp_path / "one")
+    # corruption cells evaluate the corrupted copy, not the split's subset: another --n-examples reuses them
+    again = _eval(run, tmp_path / "m", "--suite", "corruptions", "--n-examples", "10",
+                  "--option", f"corruption_root={croot}")
+    assert again.stderr.count(": already stored") == 4 and "top1_accuracy =" not in again.stderr
 
 
 SLOW_SUITE = r'''

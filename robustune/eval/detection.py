@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from robustune import distributed as dist
 from robustune.attacks import eval_mode
 from robustune.data.detection import DetectionDataset
 from robustune.eval.results import Cell, EvalResults
@@ -159,7 +160,9 @@ def clean_detection_suite(ctx: EvalContext):
     def compute() -> list[Cell]:
         ds = as_detection_dataset(ctx.dataset)
         preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean")
-        figure = draw_detections(ds, preds, ctx.out_dir / "figures" / "detections_clean.png")
+        figure = ctx.out_dir / "figures" / "detections_clean.png"
+        if dist.is_main_process():  # rank 0 writes the results folder
+            draw_detections(ds, preds, figure)
         stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
         return map_cells("clean", "clean", stats, len(ds), figure=str(figure.relative_to(ctx.out_dir)))
 

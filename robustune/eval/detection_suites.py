@@ -92,7 +92,7 @@ def corruptions_detection_suite(ctx: EvalContext):
 
 
 corruptions_detection_suite.number_options = ("corruption_root",)
-corruptions_detection_suite.uses_seed = False
+corruptions_detection_suite.uses_seed = corruptions_detection_suite.uses_subset = False
 
 
 def _class_map(model_classes: list[str], target_classes: list[str], mapping: dict[str, str]) -> dict[int, int]:
@@ -144,3 +144,7 @@ def exdark_suite(ctx: EvalContext):
 
 
 rtts_suite.tasks = exdark_suite.tasks = ("detection",)
+
+
+for _suite in (rtts_suite, exdark_suite):  # their own data sets, no random draws
+    _suite.uses_seed = _suite.uses_subset = False

@@ -143,7 +143,7 @@ def corruptions_suite(ctx: EvalContext):
 
 
 corruptions_suite.number_options = ("corruption_root",)
-corruptions_suite.uses_seed = False
+corruptions_suite.uses_seed = corruptions_suite.uses_subset = False  # the corrupted copy, whole
 
 
 def corruption_errors(results: EvalResults) -> dict[str, dict[int, float]]:
@@ -284,7 +284,7 @@ def _subset_suite(name: str):
         yield name, compute
 
     suite.__name__ = name.replace("-", "_")
-    suite.number_options, suite.uses_seed = (option,), False
+    suite.number_options, suite.uses_seed, suite.uses_subset = (option,), False, False
     return suite
 
 
@@ -383,7 +383,7 @@ def imagenet_p_suite(ctx: EvalContext):
 
 
 imagenet_p_suite.number_options = ("imagenet_p_root", "imagenet_p_difficulty", "max_sequences")
-imagenet_p_suite.uses_seed = False
+imagenet_p_suite.uses_seed = imagenet_p_suite.uses_subset = False
 
 
 def _p_values(results: EvalResults, difficulty: int) -> tuple[dict[str, float], dict[str, float]]:

@@ -65,7 +65,9 @@ def attack_outcomes(model: nn.Module, dataset: Dataset, attack: Attack, batch_si
     every round of batches, and a rerun skips them: a kill repeats at most one batch per rank.
     """
     path = Path(state_path) if state_path is not None else None
-    fingerprint = {"n": len(dataset), "seed": seed, "batch_size": batch_size, "attack": repr(attack)}
+    settings = {k: v for k, v in vars(attack).items() if isinstance(v, (int, float, str, bool))}
+    fingerprint = {"n": len(dataset), "seed": seed, "batch_size": batch_size,
+                   "attack": {"type": type(attack).__name__, **settings}}
     state = load_batch_state(path, fingerprint) or {"fingerprint": fingerprint, "batches": {}}
     todo = [b for b in range(n_batches(len(dataset), batch_size)) if str(b) not in state["batches"]]
 

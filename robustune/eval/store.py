@@ -64,16 +64,18 @@ def cell_inputs(shared: dict[str, Any], suite_fn: Any, cfg: EvalConfig, options:
     """Everything that determines the numbers of one suite's cells (the fingerprint's content).
 
     A suite may declare ``fn.number_options`` (the options its numbers depend on; default: every
-    option that is not a selector) and ``fn.uses_seed = False`` when its numbers draw no random
-    numbers (then the seed and the batch size matter only through the image subset).
+    option that is not a selector), ``fn.uses_seed = False`` when its numbers draw no random
+    numbers (then the seed and the batch size matter only through the image subset) and
+    ``fn.uses_subset = False`` when it evaluates data sets of its own (a corrupted copy,
+    ImageNet-A), not the evaluated split's subset (``--n-examples``).
     """
     declared = getattr(suite_fn, "number_options", None)
     opts = {k: v for k, v in options.items()
             if k not in SELECTOR_OPTIONS and (declared is None or k in declared)}
-    inputs = {**shared,
-              "subset": {"n_images": n_images, "n_examples": cfg.n_examples,
-                         "subset_seed": cfg.seed if cfg.n_examples else None},
-              "options": json.loads(json.dumps(opts, sort_keys=True, default=str))}
+    inputs = {**shared, "options": json.loads(json.dumps(opts, sort_keys=True, default=str))}
+    if getattr(suite_fn, "uses_subset", True):
+        inputs["subset"] = {"n_images": n_images, "n_examples": cfg.n_examples,
+                            "subset_seed": cfg.seed if cfg.n_examples else None}
     if getattr(suite_fn, "uses_seed", True):
         inputs["attack"] = {"seed": cfg.seed, "pgd_alpha": cfg.pgd_alpha, "pgd_restarts": cfg.pgd_restarts,
                             "batch_size": batch_size}
