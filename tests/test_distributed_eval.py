@@ -377,6 +377,15 @@ def test_erapt_memory_is_per_rank_survives_steps_and_resumes_with_the_same_world
     assert losses(tmp_path / "a") == losses(tmp_path / "b") and len(losses(tmp_path / "a")) == 4
 
 
+def test_bad_input_under_eval_nproc_is_one_line(trained_tiny_run, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "robustune.cli", "eval", str(trained_tiny_run), "--out",
+                          str(tmp_path / "e"), "--suite", "corruptions", "--nproc", "2"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "corruption_root" in errors[0] and "FAILED" not in res.stderr
+
+
 def test_a_global_batch_the_ranks_cannot_share_is_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "robustune.cli", "train", "configs/erm_digits.yaml", "--nproc", "2",
                           "--set", "data.batch_size=3", "--out", str(tmp_path / "run")],
