@@ -1,10 +1,8 @@
-"""``robustune eval`` as a library call on a run folder."""
+"""Parsing of the evaluation options that several commands share (``--eps``, ``--option``, ...)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from robustune.config import ConfigError, check_radius, load_config, parse_number
+from robustune.config import ConfigError, EvalConfig, check_radius, parse_number
 
 
 def parse_list(text: str) -> list[str]:
@@ -33,6 +31,13 @@ def parse_options(items: list[str]) -> dict[str, object]:
     return out
 
 
+def eval_config(suite: str, eps: str, steps: int, n_examples: int | None, split: str | None,
+                seed: int) -> EvalConfig:
+    """The evaluation settings of ``robustune eval``'s options."""
+    return EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
+                      n_examples=n_examples, split=split, seed=seed)
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``"i/n"`` → (i, n): this process computes every n-th cell starting at the i-th."""
     if not text:
@@ -44,42 +49,3 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise ConfigError(f"--shard {text!r}: need n >= 1 and 0 <= i < n, e.g. --shard 0/{max(n, 1)}")
     return i, n
-
-
-def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_examples, split: str | None,
-             out: Path | None, options: list[str], seed: int, device: str | None = None,
-             shard: str | None = None):
-    """Evaluate run folder ``run`` on ``device`` (default: the run's ``train.device``; auto = CUDA if present)
-    and ``split`` (default: the run's ``data.test_split``).
-
-    Launched by torchrun (``WORLD_SIZE`` > 1) it joins the process group (NCCL on CUDA, gloo on
-    CPU) and each cell's images are dealt to the ranks; rank 0 writes. ``shard`` (``"i/n"``)
-    computes every n-th cell only (processes on several machines sharing a folder, or folders
-    joined by ``robustune merge``).
-    """
-    from robustune import distributed as dist
-    from robustune.config import EvalConfig
-    from robustune.eval import evaluate
-    from robustune.eval.model_loading import load_run_model
-    from robustune.utils import resolve_device
-
-    cfg_path = Path(run) / "config.yaml"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{run} is not a run folder (no config.yaml); train one with `robustune train`")
-    cfg = load_config(cfg_path)
-    ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
-                      n_examples=n_examples, split=split or cfg.data.test_split, seed=seed)
-    part = parse_shard(shard)
-    opts = parse_options(options)
-    if attacks:
-        opts["attacks"] = parse_list(attacks)
-    dev = resolve_device(device or cfg.train.device, "--device" if device else "train.device")
-    dist.init_from_env(dev)
-    try:
-        dev = dist.rank_device(dev)
-        model, dataset, classes, info = load_run_model(cfg, Path(run), ecfg.split)
-        return evaluate(model, dataset, ecfg, out or Path(run) / "eval", classes=classes,
-                        model_info=info["model"], dataset_info=info["dataset"], device=dev,
-                        batch_size=cfg.data.eval_batch_size, options=opts, shard=part)
-    finally:
-        dist.shutdown()

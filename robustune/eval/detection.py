@@ -37,7 +37,7 @@ from torch.utils.data import Dataset, Subset
 from robustune import distributed as dist
 from robustune.attacks import eval_mode
 from robustune.data.detection import DetectionDataset
-from robustune.eval.results import Cell, EvalResults
+from robustune.eval.results import Cell
 from robustune.eval.suites import EvalContext, register_suite
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from robustune import distributed as dist
 from robustune.attacks import Attack, eval_mode
 from robustune.eval.sharding import n_batches, run_rounds
-from robustune.utils import read_json, write_json
+from robustune.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 
