@@ -217,11 +217,12 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str |
         inputs = cell_inputs(shared, fn, cfg, ctx.options, len(dataset), batch_size)
         fingerprint = fingerprint_of(inputs)
         for key, compute in fn(ctx):
-            if is_summary(key):
+            if is_summary(key):  # derived from the stored cells at the end, by every process
                 summaries.append((key, compute))
-            elif j % n == i:
+                continue
+            if j % n == i:
                 _evaluate_cell(ctx, store, key, compute, fingerprint, inputs)
-            j += bool(not is_summary(key))
+            j += 1
     if main:
         with store.lock():
             ctx.results = store.refresh()
