@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -77,3 +78,72 @@ def gather_by_index(n: int, indices: list[int], *tensors: torch.Tensor) -> tuple
     if not bool((seen == 1).all()):
         raise RuntimeError("distributed evaluation lost or duplicated images")
     return tuple(out)
+
+
+def broadcast_object(obj: Any = None, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (a picklable object); itself in a single process."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order; ``[obj]`` in a single process."""
+    if not is_distributed():
+        return [obj]
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def batch_blocks(n: int, batch_size: int) -> list[tuple[int, list[int]]]:
+    """This rank's batches of ``range(n)`` as (global batch index, indices).
+
+    The batches are exactly those one process makes (``[b·B, (b+1)·B)``), dealt round-robin to
+    the ranks (ours, for the distributed evaluation): each batch holds the same images and draws
+    from the same per-batch generator as in one process, so per-image outcomes are the ones a
+    single process gives, to the last bit where the computation is deterministic.
+    """
+    n_batches = -(-n // max(batch_size, 1))
+    return [(b, list(range(b * batch_size, min(n, (b + 1) * batch_size))))
+            for b in range(rank(), n_batches, world_size())]
+
+
+def per_rank_batch(global_batch: int, what: str = "data.batch_size", world: int | None = None) -> int:
+    """``global_batch // world``, refusing a global batch the ranks cannot share equally.
+
+    ``world`` defaults to the process group's size (give it to check before launching).
+
+    Raises:
+        ValueError: one line naming the fix (a global batch divisible by the world size, >= 1 per rank).
+    """
+    world = world_size() if world is None else world
+    if global_batch < world or global_batch % world:
+        good = max(world, global_batch // world * world)
+        raise ValueError(
+            f"{what}={global_batch} cannot be shared by {world} processes (each rank needs the same "
+            f"batch, at least 1): set {what} to a multiple of {world}, e.g. --set {what}={good}, "
+            f"or run fewer processes (--nproc)")
+    return global_batch // world
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """This rank's device: ``cuda:LOCAL_RANK`` for a CUDA run under torchrun, else ``device``."""
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def shutdown() -> None:
+    """Leave the process group (a no-op in a single process)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Overwrite ``t`` in place with rank ``src``'s values (a no-op in a single process)."""
+    if is_distributed():
+        dist.broadcast(t, src=src)
+    return t

@@ -60,7 +60,8 @@ def test_sharded_prediction_gathers_every_image_once(tmp_path):
         "ds = TensorImageDataset(x, y, [str(i) for i in range(7)])\n"
         "pred, lab = predict(M(), ds, batch_size=2)\n"
         "assert lab.tolist() == list(range(7)), lab\n"
-        "if rdist.rank() == 0: open(r'%s', 'w').write(str(lab.tolist()))\n" % (tmp_path / "out.txt")
+        "if rdist.rank() == 0: open(r'%s', 'w').write(str(lab.tolist()))\n"
+        "dist.destroy_process_group()\n" % (tmp_path / "out.txt")
     )
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
          tmp_path)

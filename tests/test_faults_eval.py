@@ -39,22 +39,32 @@ def run_copy(trained_tiny_run, tmp_path):
     return run
 
 
-def test_cells_are_not_reused_across_other_inputs(run_copy, tmp_path, capsys):
+def test_cells_of_other_subsets_coexist_and_selectors_are_not_inputs(run_copy, tmp_path, capsys):
+    from robustune.data import create_dataset
+
     out = tmp_path / "eval"
     assert _eval(run_copy, out, "--suite", "clean", "--n-examples", "50") in (0, None)
     first = json.loads((out / "results.json").read_text())
     assert first["cells"]["clean"]["n"] == 50
-    # the full split into the same folder: refused, naming what differs; nothing changed
-    assert _eval(run_copy, out, "--suite", "clean") == 2
-    msg = _error(capsys)
-    assert "cell(s) measured on other inputs" in msg and "n_examples: 50 then, None now" in msg
-    assert json.loads((out / "results.json").read_text()) == first
-    # the same inputs: the cell is reused; another PGD step size: that cell is refused
-    assert _eval(run_copy, out, "--suite", "clean,pgd", "--n-examples", "50", "--steps", "2") in (0, None)
+    # the full split into the same folder: computed and kept beside the 50-image cell; the view
+    # (what reports read) holds the cell with the most images: the whole test split
+    assert _eval(run_copy, out, "--suite", "clean") in (0, None)
+    full = json.loads((out / "results.json").read_text())
+    n_test = len(create_dataset("digits", "test"))
+    assert full["cells"]["clean"]["n"] == n_test
+    assert sorted(c["n"] for c in full["store"] if c["key"] == "clean") == [50, n_test]
+    assert len(list((out / "per_sample").glob("clean@*.safetensors"))) == 2
+    # the 50-image evaluation again: nothing computed, the view unchanged
+    capsys.readouterr()
+    assert _eval(run_copy, out, "--suite", "clean", "--n-examples", "50") in (0, None)
+    assert "clean: already stored" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["store"] == full["store"]
+    # a selector option (attacks) is not an input of the pgd cell: reused, not refused
+    assert _eval(run_copy, out, "--suite", "pgd", "--n-examples", "50", "--steps", "2") in (0, None)
     capsys.readouterr()
     assert _eval(run_copy, out, "--suite", "pgd", "--n-examples", "50", "--steps", "2",
-                 "--option", "attacks=[pgd]") == 2
-    assert "cell 'pgd/Linf/eps=8/255/steps=2'" in _error(capsys)
+                 "--option", "attacks=[pgd]") in (0, None)
+    assert "pgd/Linf/eps=8/255/steps=2: already stored" in capsys.readouterr().err
     # other weights (one flipped weight) with the same file name: refused
     from safetensors.torch import load_file, save_file
 
@@ -65,8 +75,11 @@ def test_cells_are_not_reused_across_other_inputs(run_copy, tmp_path, capsys):
     record = json.loads((run_copy / "run.json").read_text())
     record.pop("weights_sha256")  # a re-export, not a corruption
     (run_copy / "run.json").write_text(json.dumps(record))
+    before = (out / "results.json").read_text()
     assert _eval(run_copy, out, "--suite", "clean", "--n-examples", "50") == 2
-    assert "weights_sha256" in _error(capsys)
+    msg = _error(capsys)
+    assert "cell(s) measured on other inputs" in msg and "weights_sha256" in msg
+    assert (out / "results.json").read_text() == before
 
 
 def test_eval_runs_on_the_runs_device_and_records_it(run_copy, tmp_path):
@@ -141,9 +154,12 @@ def test_weights_that_do_not_fit_are_one_line_on_eval(run_copy, tmp_path, capsys
     assert "does not fit this model" in _error(capsys)
 
 
-def test_second_process_on_the_results_folder_is_refused(run_copy, tmp_path):
-    from robustune.eval import evaluate
+def test_a_results_lock_held_too_long_is_refused_naming_its_holder(run_copy, tmp_path, monkeypatch):
+    """Processes share a results folder (each holds its lock only to read or write results.json);
+    a lock held past the wait (a stuck process) is an error naming the holder's pid."""
+    from robustune.eval import evaluate, store
 
+    monkeypatch.setattr(store, "LOCK_WAIT_S", 0.5)
     out = tmp_path / "eval"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from robustune.files import folder_lock\n"

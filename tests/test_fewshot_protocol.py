@@ -174,3 +174,34 @@ def test_dry_run_lists_cells_without_running(tmp_path: Path, capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("todo")]
     assert len(lines) == 2 * 2 * 2 and not (tmp_path / "p").exists()
     assert any("base2new/digits/2shot/erm/seed0  evaluations: base, new" in ln for ln in lines)
+
+
+def test_shards_share_the_grid_and_the_last_one_tabulates_every_cell(tmp_path: Path, monkeypatch):
+    import json
+
+    import robustune.fewshot.protocol as protocol
+
+    ran = []
+
+    def fake_run_cell(cell, proto):
+        ran.append(cell.seed)
+        record = {**_record(cell.seed, 0.8, 0.4, 0.5, 0.1), "eval": protocol.eval_spec(proto)}
+        cell.run_dir.mkdir(parents=True, exist_ok=True)
+        (cell.run_dir / protocol.CELL_FILE).write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(protocol, "run_cell", fake_run_cell)
+    proto = ProtocolConfig(seeds=[1, 2, 3], shots=[16])
+    protocol.run_protocol(load_config(CONFIG), proto, tmp_path, shard=(0, 2))
+    assert ran == [1, 3] and "| 2 | 80.0 ± 0.0 |" in (tmp_path / "table.md").read_text()  # its 2 cells
+    records = protocol.run_protocol(load_config(CONFIG), proto, tmp_path, shard=(1, 2))
+    assert ran == [1, 3, 2] and [r["seed"] for r in records] == [1, 2, 3]  # every cell, in grid order
+    assert "| 3 | 80.0 ± 0.0 |" in (tmp_path / "table.md").read_text()
+
+
+def test_fewshot_nproc_runs_cells_in_parallel_processes(tmp_path: Path):
+    out = tmp_path / "proto"
+    _cli(out, "--seeds", "0,1", "--nproc", "2")
+    for seed in (0, 1):
+        assert (out / "base2new" / "digits" / "1shot" / "erm" / f"seed{seed}" / "cell.json").is_file()
+    assert "| digits | 1 | erm | 2 |" in (out / "table.md").read_text()

@@ -35,7 +35,9 @@ def train(
     run_dir = out or Path("runs") / cfg.name
     if nproc > 1:
         from robustune.cli.launch import launch_torchrun
+        from robustune.distributed import per_rank_batch
 
+        per_rank_batch(cfg.data.batch_size, world=nproc)  # before any process starts
         raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume, max_restarts))
     result = run_training(cfg, run_dir, resume={"auto": "auto", "yes": True, "no": False}[resume])
     if result.already_finished:
@@ -58,26 +60,60 @@ def eval_cmd(
     option: list[str] = typer.Option([], "--option", help="suite option key=value, e.g. corruption_root=DIR"),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto (default: the run's train.device)"),
+    nproc: int = typer.Option(1, help="processes on this node (wraps torchrun): each cell's images are shared"),
+    shard: Optional[str] = typer.Option(None, help="i/n: compute every n-th cell (processes or machines "
+                                                   "sharing the folder; or join folders with `robustune merge`)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
-    """Evaluate a trained model; results.json is resumable per cell."""
-    from robustune.cli.evaluation import eval_config, parse_list, parse_options
+    """Evaluate a trained model; results.json is resumable per cell (docs/scale-out.md for many GPUs)."""
+    import logging
+    import os
+    import sys
+
+    from robustune.cli.evaluation import eval_config, parse_list, parse_options, parse_shard
     from robustune.runs import evaluate_run, load_run_config
 
     setup_logging(verbose)
     cfg = load_run_config(run)
     ecfg = eval_config(suite, eps, steps, n_examples, split or cfg.data.test_split, seed)
+    part = parse_shard(shard)
     options = parse_options(option)
     if attacks:
         options["attacks"] = parse_list(attacks)
-    results = evaluate_run(run, ecfg, out, cfg=cfg, device=device, options=options).results
+    if nproc > 1:
+        from robustune.cli.launch import relaunch_torchrun
+
+        raise typer.Exit(relaunch_torchrun(nproc, sys.argv[1:]))
+    rank = int(os.environ.get("RANK", "0"))
+    if rank:  # one console: rank 0 logs and prints; the others say only what goes wrong
+        logging.getLogger().setLevel(logging.WARNING)
+    results = evaluate_run(run, ecfg, out, cfg=cfg, device=device, options=options, shard=part).results
+    if rank:
+        return
     for key, cell in results.cells.items():
-        typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}")
+        n = f"n={cell.n}" if cell.n is not None else ""
+        typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}  {n}")
     if results.checks:
         failed = [c for c in results.checks if not c["passed"]]
         typer.echo(f"sanity checks: {len(results.checks) - len(failed)} passed, {len(failed)} failed")
         for c in failed:
             typer.echo(f"  FAILED {c['check']}: {c['cell']} ({c['detail']})")
+
+
+@command()
+def merge(
+    out: Path = typer.Argument(..., help="results folder to create or extend"),
+    sources: list[Path] = typer.Argument(..., help="results folders (or results.json files) to join"),
+    verbose: bool = typer.Option(False, "-v"),
+) -> None:
+    """Join the cells of results folders of one model (e.g. written with --shard i/n) into OUT."""
+    from robustune.eval.store import merge_results
+
+    setup_logging(verbose)
+    merged = merge_results(out, sources)
+    typer.echo(f"{out / 'results.json'}: {len(merged.store)} cells from {len(sources)} folder(s); summaries "
+               "(mCE, mPC, ...) are recomputed by the next `robustune eval RUN --out OUT --suite ...` "
+               "without computing any cell")
 
 
 LIST_KINDS = "models | clip-models | detectors | datasets | methods | attacks | corruptions | suites"

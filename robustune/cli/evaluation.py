@@ -36,3 +36,16 @@ def eval_config(suite: str, eps: str, steps: int, n_examples: int | None, split:
     """The evaluation settings of ``robustune eval``'s options."""
     return EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
                       n_examples=n_examples, split=split, seed=seed)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` → (i, n): this process computes every n-th cell starting at the i-th."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(t) for t in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r} must look like i/n, e.g. --shard 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {text!r}: need n >= 1 and 0 <= i < n, e.g. --shard 0/{max(n, 1)}")
+    return i, n

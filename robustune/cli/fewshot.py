@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from robustune.cli.app import command, setup_logging
-from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options
+from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options, parse_shard
 from robustune.config import ConfigError, parse_number
 
 
@@ -40,6 +40,8 @@ def fewshot(
     set_: list[str] = typer.Option([], "--set", help="config override, e.g. --set train.epochs=5"),
     keep_going: bool = typer.Option(False, "--keep-going", help="run the other cells when one fails"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the cells and their status, run nothing"),
+    shard: Optional[str] = typer.Option(None, help="i/n: run every n-th cell (processes or machines sharing OUT)"),
+    nproc: int = typer.Option(1, help="run N cells at once, one process per device (GPU i, or CPU)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run (or resume) a few-shot protocol and write OUT/table.md and OUT/table.json."""
@@ -58,10 +60,39 @@ def fewshot(
         cross_source=cross_source, eps=parse_eps_list(eps), pgd_steps=pgd_steps,
         pgd_alpha=alpha, n_eval=n_eval, extra_suites=parse_list(extra_suites),
         suite_options=parse_options(option), overrides=list(set_))
+    part = parse_shard(shard)
     if dry_run:
-        for cell in plan_cells(cfg, protocol, out):
+        for cell in plan_cells(cfg, protocol, out)[part[0]::part[1]]:
             typer.echo(f"{cell_status(cell):9s} {cell.run_dir}  evaluations: {', '.join(cell.evals)}")
         return
-    run_protocol(cfg, protocol, out, keep_going=keep_going)
+    if nproc > 1:
+        _run_shards(nproc, part)
+    run_protocol(cfg, protocol, out, keep_going=keep_going, shard=(0, 1) if nproc > 1 else part)
     typer.echo((out / "table.md").read_text())
     typer.echo(f"tables: {out / 'table.md'} and {out / 'table.json'}")
+
+
+def _run_shards(nproc: int, shard: tuple[int, int]) -> None:
+    """``nproc`` child processes, ``--shard i/nproc`` each, on GPU i when there are GPUs; the
+    parent then finishes nothing new (every cell is done) and writes the whole table."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from robustune.cli.launch import without_option
+
+    if shard != (0, 1):
+        raise ConfigError("--nproc and --shard together: give one (--shard i/n on each machine, or --nproc N on one)")
+    argv = without_option(without_option(sys.argv[1:], "--nproc"), "--shard")
+    gpus = torch.cuda.device_count()
+    procs = []
+    for i in range(nproc):
+        env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus else {})}
+        procs.append(subprocess.Popen([sys.executable, "-m", "robustune.cli", *argv, "--shard", f"{i}/{nproc}"],
+                                      env=env))
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise ConfigError(f"{sum(1 for c in codes if c)} of {nproc} cell processes failed (exit codes {codes}); "
+                          "their errors are above; run again to resume")

@@ -3,8 +3,10 @@
 DDP synchronises gradients only for backward passes that follow a forward *through the DDP
 module*, so the step itself is the wrapped module's forward. Attacks inside the step take input
 gradients only (``torch.autograd.grad`` w.r.t. the images), which never touch the gradient
-buckets, so they run per rank without extra communication — as does GFN's similarity matrix and
-ER-APT's population, computed per rank from the same data and seed.
+buckets, so they run per rank without extra communication. GFN's similarity matrix is computed on
+rank 0 and broadcast once (``SimilarityRefresh.similarity_once``). A method with per-rank state
+(ER-APT's population memory, ``Method.has_rank_state``) is wrapped with ``broadcast_buffers=False``:
+DDP's default would overwrite every rank's buffers with rank 0's at each forward.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ class _StepModule(nn.Module):
 class DDPMethod:
     """Quacks like a :class:`~robustune.methods.Method` for the training loop."""
 
-    def __init__(self, method: nn.Module, device: torch.device, find_unused_parameters: bool = False) -> None:
+    def __init__(self, method: nn.Module, device: torch.device, find_unused_parameters: bool = False,
+                 broadcast_buffers: bool = True) -> None:
         self.method = method
         ids = [device.index or 0] if device.type == "cuda" else None
         self.ddp = DistributedDataParallel(_StepModule(method), device_ids=ids,
-                                           find_unused_parameters=find_unused_parameters)
+                                           find_unused_parameters=find_unused_parameters,
+                                           broadcast_buffers=broadcast_buffers)
 
     def train(self, mode: bool = True) -> "DDPMethod":
         self.method.train(mode)

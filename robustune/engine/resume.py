@@ -24,8 +24,9 @@ import torch
 
 from robustune import distributed as dist
 from robustune.config import RunConfig, load_config, to_dict
-from robustune.engine.checkpoint import (CheckpointCorruptError, epochs_done, list_checkpoints, load_checkpoint,
-                                         restore_rng_states, save_checkpoint)
+from robustune.engine.checkpoint import (CheckpointCorruptError, checkpoint_name, epochs_done, list_checkpoints,
+                                         load_checkpoint, restore_rng_states, save_checkpoint)
+from robustune.engine.rank_state import load_rank_state, prune_rank_state, save_rank_state
 from robustune.files import check_folder_lock
 from robustune.preemption import parse_duration
 
@@ -114,6 +115,7 @@ def load_resume_point(run_dir: Path, method, opt, sched, scaler, metrics) -> Res
         return ResumePoint()
     ckpt, state = found
     point = resume_point(state, method, opt, sched, scaler)
+    load_rank_state(run_dir, ckpt.name, method)  # each rank's own state (ER-APT's memory under DDP)
     metrics.truncate_after(state["step"])
     log.info("resumed from %s (epoch %d, step %d%s)", ckpt.name, point.epoch + 1, point.step,
              f", {point.epoch_step} steps into the epoch" if point.epoch_step else ", at its start")
@@ -173,6 +175,9 @@ class StepCheckpoints:
     def save(self, method, opt, sched, scaler, epoch: int, step: int, epoch_step: int,
              totals: torch.Tensor) -> None:
         summed = dist.all_reduce_sum(totals.detach().clone())
+        name = checkpoint_name(epoch, step, epoch_step)
+        save_rank_state(self.run_dir, name, method)  # every rank's own state before the checkpoint
+        dist.barrier()
         if dist.is_main_process():
             check_folder_lock(self.run_dir)  # never two writers: a lock taken over from us stops us here
             state = dict(method.checkpoint_state())
@@ -181,6 +186,7 @@ class StepCheckpoints:
                 self.run_dir, epoch, step, state, opt, sched, keep=self.cfg.train.keep_checkpoints,
                 epoch_step=epoch_step, extra={"totals": summed.tolist(),
                                               "scaler": scaler.state_dict() if scaler.is_enabled() else None})
+            prune_rank_state(self.run_dir, {p.name for p in list_checkpoints(self.run_dir)})
             log.info("step checkpoint %s", self.saved.name)
         dist.barrier()  # no rank exits before rank 0 has written it
         self.last_time = time.monotonic()

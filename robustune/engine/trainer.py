@@ -27,8 +27,10 @@ from tqdm.auto import tqdm
 from robustune.config import RunConfig
 from robustune.data import DataSplits, IndexedDataset, build_loader
 from robustune import distributed as dist
-from robustune.engine.checkpoint import latest_checkpoint, non_finite_tensors, save_checkpoint
+from robustune.engine.checkpoint import (checkpoint_name, latest_checkpoint, list_checkpoints, non_finite_tensors,
+                                         save_checkpoint)
 from robustune.engine.metrics import MetricsWriter
+from robustune.engine.rank_state import prune_rank_state, save_rank_state
 from robustune.engine.optim import create_optimizer, create_scheduler
 from robustune.engine.resume import (ResumePoint, StepCheckpoints, auto_resume, enter_epoch, load_resume_point,
                                      newest_verified_checkpoint)  # noqa: F401  (re-exported)
@@ -73,7 +75,7 @@ def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bo
 
         sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.train.seed, drop_last=True)
         sampler.set_epoch(epoch)
-    batch = cfg.data.batch_size // dist.world_size()
+    batch = dist.per_rank_batch(cfg.data.batch_size)
     return build_loader(train_set, batch, shuffle=True, seed=seed, sampler=sampler,
                         num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
                         drop_last=sampler is not None, skip=skip * batch)
@@ -222,6 +224,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool | str = False,
     run_dir = Path(run_dir)
     device = resolve_device(cfg.train.device)
     dist.init_from_env(device)
+    dist.per_rank_batch(cfg.data.batch_size)  # a batch the ranks cannot share: one line, nothing written
     lock = folder_lock(run_dir) if dist.is_main_process() else contextlib.nullcontext()
     with lock, StopSignals(cfg.train.stop_signals) as stop:
         if resume == "auto":
@@ -340,11 +343,15 @@ class _EpochLoop:
                      " ".join(f"{k}={v:.4f}" for k, v in stats.items()))
             # an epoch cut short by max_steps gets no checkpoint: a resume replays it from the
             # previous epoch's, so resume stays exact
+            if complete:  # every rank's own state first: a checkpoint that exists has its rank files
+                save_rank_state(self.run_dir, checkpoint_name(epoch, self.step), method)
+                dist.barrier()
             if dist.is_main_process() and complete:
                 check_folder_lock(self.run_dir)  # never two writers
                 save_checkpoint(self.run_dir, epoch, self.step, method.checkpoint_state(), self.opt,
                                 self.sched, keep=cfg.train.keep_checkpoints,
                                 extra={"scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None})
+                prune_rank_state(self.run_dir, {p.name for p in list_checkpoints(self.run_dir)})
             dist.barrier()
         return epochs_run, val_acc
 
@@ -369,4 +376,4 @@ def _wrap_ddp(method: Method, device: torch.device) -> Method:
         return method
     from robustune.engine.ddp import DDPMethod
 
-    return DDPMethod(method, device)
+    return DDPMethod(method, device, broadcast_buffers=not method.has_rank_state)

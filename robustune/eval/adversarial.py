@@ -33,7 +33,7 @@ from robustune.attacks.autoattack import AutoAttack, component_settings
 from robustune.attacks.external import import_torchattacks
 from robustune.config import EvalConfig, parse_number
 from robustune.eval.autoattack_run import autoattack_outcomes
-from robustune.eval.results import Cell, safe_name, save_per_sample
+from robustune.eval.results import Cell
 from robustune.eval.robust import attack_outcomes
 from robustune.eval.suites import EvalContext, eps_label, register_suite
 from robustune.registry import UnknownNameError, unknown_choice_message
@@ -135,10 +135,9 @@ def _version(spec: AttackSpec) -> str:
 
 
 def _autoattack_cell(ctx: EvalContext, key: str, attack: AutoAttack, threat: dict[str, Any]) -> Cell:
-    state = ctx.out_dir / "state" / f"{safe_name(key)}.json"
     out = autoattack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size, ctx.device,
-                              seed=ctx.cfg.seed, state_path=state)
-    save_per_sample(ctx.out_dir, key, correct=out.robust, clean=out.clean, fooled_by=out.fooled_by)
+                              seed=ctx.cfg.seed, state_path=ctx.state_path(key))
+    ctx.save_per_sample(key, correct=out.robust, clean=out.clean, fooled_by=out.fooled_by)
     return Cell.from_outcomes(key, "adversarial", "robust_accuracy", out.robust, threat_model=threat,
                               clean_accuracy=out.clean.double().mean().item(),
                               components=out.components)
@@ -146,8 +145,8 @@ def _autoattack_cell(ctx: EvalContext, key: str, attack: AutoAttack, threat: dic
 
 def _attack_cell(ctx: EvalContext, key: str, attack: Attack, threat: dict[str, Any]) -> Cell:
     clean, robust = attack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size, ctx.device,
-                                    desc=key, seed=ctx.cfg.seed)
-    save_per_sample(ctx.out_dir, key, correct=robust, clean=clean)
+                                    desc=key, seed=ctx.cfg.seed, state_path=ctx.state_path(key))
+    ctx.save_per_sample(key, correct=robust, clean=clean)
     return Cell.from_outcomes(key, "adversarial", "robust_accuracy", robust, threat_model=threat,
                               clean_accuracy=clean.double().mean().item())
 
@@ -177,3 +176,6 @@ def adversarial_suite(ctx: EvalContext):
             return _attack_cell(ctx, key, attack, threat)
 
         yield key, compute
+
+
+adversarial_suite.number_options = ("norm", "pgd_alpha", "attack_overrides")

@@ -7,7 +7,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from robustune.attacks import eval_mode
-from robustune.data import build_loader
 
 
 @torch.no_grad()
@@ -15,22 +14,20 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256,
             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted labels, true labels) over ``dataset``, model in eval mode (flag restored).
 
-    Under torch.distributed each rank predicts its own shard and the results are gathered, every
-    image exactly once, in dataset order.
+    Under torch.distributed the batches are dealt to the ranks (:mod:`robustune.eval.sharding`)
+    and every rank returns the whole result, every image exactly once, in dataset order.
     """
-    from torch.utils.data import Subset
+    from robustune.eval.sharding import map_batches
 
-    from robustune import distributed as dist
+    def work(batch):
+        x, y = batch
+        return model(x.to(device)).argmax(1).cpu(), torch.as_tensor(y)
 
-    indices = dist.shard_indices(len(dataset))
-    part = Subset(dataset, indices) if dist.is_distributed() else dataset
-    preds, labels = [], []
     with eval_mode(model):
-        for x, y in build_loader(part, batch_size):
-            preds.append(model(x.to(device)).argmax(1).cpu())
-            labels.append(torch.as_tensor(y))
-    pred, label = torch.cat(preds), torch.cat(labels)
-    return dist.gather_by_index(len(dataset), indices, pred, label)
+        parts = map_batches(dataset, batch_size, work)
+    if not parts:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return torch.cat([p for p, _ in parts]), torch.cat([y for _, y in parts])
 
 
 def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256,

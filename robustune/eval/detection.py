@@ -34,10 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
+from robustune import distributed as dist
 from robustune.attacks import eval_mode
-from robustune.data import build_loader
 from robustune.data.detection import DetectionDataset
 from robustune.eval.results import Cell
 from robustune.eval.suites import EvalContext, register_suite
@@ -61,13 +60,19 @@ def as_detection_dataset(ds: Dataset) -> DetectionDataset:
 @torch.no_grad()
 def predict_detections(model: nn.Module, dataset: Dataset, batch_size: int = 8,
                        device: torch.device | str = "cpu", desc: str = "detect") -> list[dict[str, torch.Tensor]]:
-    """One dict per image (``boxes`` x1y1x2y2 px, ``scores``, ``labels`` 0..C-1), on the CPU."""
-    out = []
+    """One dict per image (``boxes`` x1y1x2y2 px, ``scores``, ``labels`` 0..C-1), on the CPU.
+
+    Under torch.distributed (evaluation, or validation during DDP training) the batches are dealt
+    to the ranks and every rank returns every image's predictions, in dataset order.
+    """
+    from robustune.eval.sharding import map_batches
+
+    def work(batch) -> list[dict[str, torch.Tensor]]:
+        images, _ = batch
+        return [{k: v.detach().cpu() for k, v in p.items()} for p in model([x.to(device) for x in images])]
+
     with eval_mode(model):
-        for images, _ in tqdm(build_loader(dataset, batch_size), desc=desc, leave=False):
-            preds = model([x.to(device) for x in images])
-            out += [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
-    return out
+        return [p for part in map_batches(dataset, batch_size, work, desc=desc) for p in part]
 
 
 def coco_detections(preds: list[dict[str, torch.Tensor]], image_ids: list[int] | None = None) -> list[dict]:
@@ -171,8 +176,13 @@ def clean_detection_suite(ctx: EvalContext):
     def compute() -> list[Cell]:
         ds = as_detection_dataset(ctx.dataset)
         preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean")
-        figure = draw_detections(ds, preds, ctx.out_dir / "figures" / "detections_clean.png")
+        figure = ctx.out_dir / "figures" / "detections_clean.png"
+        if dist.is_main_process():  # rank 0 writes the results folder
+            draw_detections(ds, preds, figure)
         stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
         return map_cells("clean", "clean", stats, len(ds), figure=str(figure.relative_to(ctx.out_dir)))
 
     yield "clean", compute
+
+
+clean_detection_suite.number_options, clean_detection_suite.uses_seed = (), False

@@ -81,6 +81,10 @@ def corruptions_detection_suite(ctx: EvalContext):
     yield f"{SUITE}/summary", lambda: performance_under_corruption(ctx.results)
 
 
+corruptions_detection_suite.number_options = ("corruption_root",)
+corruptions_detection_suite.uses_seed = corruptions_detection_suite.uses_subset = False
+
+
 def class_map(model_classes: list[str], target_classes: list[str], mapping: dict[str, str]) -> dict[int, int]:
     out = {}
     for i, name in enumerate(model_classes):
@@ -137,3 +141,7 @@ def exdark_suite(ctx: EvalContext):
 
 
 rtts_suite.tasks = exdark_suite.tasks = ("detection",)
+
+
+for _suite in (rtts_suite, exdark_suite):  # their own data sets, no random draws
+    _suite.uses_seed = _suite.uses_subset = False

@@ -117,3 +117,6 @@ def foggy_cityscapes_suite(ctx: EvalContext):
 
 
 foggy_cityscapes_suite.tasks = ("detection",)
+# what its numbers depend on (robustune.eval.store): its own images, not the evaluated split's subset
+foggy_cityscapes_suite.number_options = (f"{SUITE}_root", f"{SUITE}_split", f"{SUITE}_category_map")
+foggy_cityscapes_suite.uses_seed = foggy_cityscapes_suite.uses_subset = False

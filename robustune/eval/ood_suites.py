@@ -44,7 +44,7 @@ from robustune.data.robustness_sets import (
 from robustune.data.splits import model_input_options
 from robustune.eval import corruption_metrics as cm
 from robustune.eval.clean import predict
-from robustune.eval.results import Cell, EvalResults, save_per_sample
+from robustune.eval.results import Cell, EvalResults
 from robustune.eval.suites import EvalContext, register_suite
 
 log = logging.getLogger(__name__)
@@ -145,13 +145,17 @@ def corruptions_suite(ctx: EvalContext):
                     ds = corruption_cell(root, c, s, classes=classes)
                 pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device)
                 correct = pred == y
-                save_per_sample(ctx.out_dir, key, correct=correct, pred=pred, label=y)
+                ctx.save_per_sample(key, correct=correct, pred=pred, label=y)
                 return Cell.from_outcomes(key, SUITE, "top1_accuracy", correct, corruption=c, severity=s,
                                           error=1 - correct.float().mean().item(), root=str(root))
 
             yield key, compute
     yield f"{SUITE}/summary", lambda: corruption_summary_cells(ctx.results, ctx.options,
                                                               n_classes=len(ctx.classes))
+
+
+corruptions_suite.number_options = ("corruption_root",)
+corruptions_suite.uses_seed = corruptions_suite.uses_subset = False  # the corrupted copy, whole
 
 
 def corruption_errors(results: EvalResults) -> dict[str, dict[int, float]]:
@@ -258,15 +262,17 @@ def corruption_summary_cells(results: EvalResults, options: Mapping[str, Any], n
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, dataset: Dataset, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) over ``dataset`` in order; batches dealt to the ranks under torch.distributed."""
     from robustune.attacks import eval_mode
-    from robustune.data import build_loader
+    from robustune.eval.sharding import map_batches
 
-    logits, labels = [], []
+    def work(batch):
+        x, y = batch
+        return model(x.to(device)).float().cpu(), torch.as_tensor(y)
+
     with eval_mode(model):
-        for x, y in build_loader(dataset, batch_size):
-            logits.append(model(x.to(device)).float().cpu())
-            labels.append(torch.as_tensor(y))
-    return torch.cat(logits), torch.cat(labels)
+        parts = map_batches(dataset, batch_size, work)
+    return torch.cat([p for p, _ in parts]), torch.cat([y for _, y in parts])
 
 
 def _subset_suite(name: str):
@@ -283,13 +289,14 @@ def _subset_suite(name: str):
             ds = create_dataset(name, root=root, transform=model_input_options(ctx.model)["transform"])
             logits, y = predict_logits(ctx.model, ds, ctx.batch_size, ctx.device)
             correct = cm.subset_top1_correct(logits, y, imagenet_subset_indices(name))
-            save_per_sample(ctx.out_dir, name, correct=correct, label=y)
+            ctx.save_per_sample(name, correct=correct, label=y)
             return Cell.from_outcomes(name, name, "top1_accuracy", correct, masked_to_classes=200,
                                       head_classes=int(logits.shape[1]), root=str(root))
 
         yield name, compute
 
     suite.__name__ = name.replace("-", "_")
+    suite.number_options, suite.uses_seed, suite.uses_subset = (option,), False, False
     return suite
 
 
@@ -317,14 +324,20 @@ def perturbation_cell(model: nn.Module, seqs: Dataset, perturbation: str, device
     """Flip probability (and top-5 distance) of one ImageNet-P perturbation at ``difficulty``."""
     from robustune.attacks import eval_mode
 
+    from robustune import distributed as dist
+
     noise = cm.is_noise_perturbation(perturbation)
     folder, step = cm.perturbation_source(perturbation, difficulty)
-    fps, t5ds = [], []
+    n = min(len(seqs), max_sequences or len(seqs))
+    mine = {}
     with eval_mode(model):
-        for i in range(min(len(seqs), max_sequences or len(seqs))):
+        for i in range(dist.rank(), n, dist.world_size()):  # sequences dealt to the ranks
             logits = sequence_logits(model, seqs[i][0], device, batch_size).numpy()
-            fps.append(cm.flip_probability(logits.argmax(1)[None], noise, step))
-            t5ds.append(cm.top5_distance(logits[None], noise, step))
+            mine[i] = (cm.flip_probability(logits.argmax(1)[None], noise, step),
+                       cm.top5_distance(logits[None], noise, step))
+    per_seq = {i: v for part in dist.all_gather_objects(mine) for i, v in part.items()}
+    fps = [per_seq[i][0] for i in range(n)]
+    t5ds = [per_seq[i][1] for i in range(n)]
     key = f"imagenet-p/{perturbation}" + (f"/difficulty={difficulty}" if difficulty > 1 else "")
     return Cell(key, "imagenet-p", "flip_probability", float(np.mean(fps)), n=len(fps),
                 details={"perturbation": perturbation, "noise_rule": noise, "difficulty": difficulty,
@@ -379,6 +392,10 @@ def imagenet_p_suite(ctx: EvalContext):
         return out
 
     yield f"imagenet-p/summary{tag}", summary
+
+
+imagenet_p_suite.number_options = ("imagenet_p_root", "imagenet_p_difficulty", "max_sequences")
+imagenet_p_suite.uses_seed = imagenet_p_suite.uses_subset = False
 
 
 def _p_values(results: EvalResults, difficulty: int) -> tuple[dict[str, float], dict[str, float]]:

@@ -1,20 +1,21 @@
 """Evaluation suites, registered by name, evaluated cell by cell and resumable per cell.
 
 A suite is ``suite(ctx) -> iterable of (key, compute)``; ``compute()`` returns one :class:`Cell` or a
-list of them. :func:`evaluate` skips keys already in ``results.json`` and rewrites the file
+list of them. :func:`evaluate` skips cells already in ``results.json`` and rewrites the file
 atomically after every cell, so an interrupted evaluation resumes where it stopped.
 
 A cell is reused only if it was measured on the same inputs: every cell carries the fingerprint of
 everything that changes its number besides its key (weights digest, data set, split, subset size
-and seed, attack settings, suite options such as the corruption root). A cell of the same key
-measured on other inputs is an error naming the differences, never a number silently reused.
+and seed, attack settings, suite options such as the corruption root; :mod:`robustune.eval.store`).
+A cell of the same key measured on other inputs (another subset size, say) is computed and kept
+beside it, never a number silently reused; the report reads the one with the most images.
+Under torch.distributed each cell's images are dealt to the ranks and rank 0 writes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -24,13 +25,20 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from robustune import distributed as dist
 from robustune.attacks import create_attack
-from robustune.config import ConfigError, EvalConfig
+from robustune.config import EvalConfig
 from robustune.eval.clean import predict
-from robustune.eval.results import Cell, EvalResults, save_per_sample
+from robustune.eval.results import Cell, EvalResults, safe_name, save_per_sample
 from robustune.eval.robust import attack_outcomes
+from robustune.eval.store import (
+    ResultsStore,
+    cell_inputs,
+    check_same_model_and_data,
+    fingerprint_of,
+    shared_inputs,
+)
 from robustune.registry import Registry
-from robustune.files import folder_lock, tensors_sha256
 from robustune.preemption import Preempted, StopSignals
 from robustune.utils import environment_record
 
@@ -48,6 +56,17 @@ class EvalContext:
     results: EvalResults
     batch_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None  # of the cell being computed (names its per-sample and state files)
+
+    def save_per_sample(self, key: str, **tensors: torch.Tensor) -> None:
+        """Per-sample outcomes of the cell being computed (rank 0 writes)."""
+        if dist.is_main_process():
+            save_per_sample(self.out_dir, key, self.fingerprint, **tensors)
+
+    def state_path(self, key: str) -> Path:
+        """The per-batch state file of the cell being computed (AutoAttack, attacks)."""
+        tag = f"@{self.fingerprint}" if self.fingerprint else ""
+        return self.out_dir / "state" / f"{safe_name(key)}{tag}.json"
 
 
 SuiteFn = Callable[[EvalContext], Iterable[tuple[str, Callable[[], Cell | list[Cell]]]]]
@@ -71,10 +90,14 @@ def clean_suite(ctx: EvalContext):
     def compute() -> Cell:
         pred, y = predict(ctx.model, ctx.dataset, ctx.batch_size, ctx.device)
         correct = pred == y
-        save_per_sample(ctx.out_dir, "clean", correct=correct, pred=pred, label=y)
+        ctx.save_per_sample("clean", correct=correct, pred=pred, label=y)
         return Cell.from_outcomes("clean", "clean", "top1_accuracy", correct)
 
     yield "clean", compute
+
+
+clean_suite.uses_seed = False  # no random draws: the seed matters only through the subset
+clean_suite.number_options = ()
 
 
 def pgd_key(eps: float, steps: int, norm: str = "Linf") -> str:
@@ -91,9 +114,9 @@ def pgd_suite(ctx: EvalContext):
             alpha = cfg.pgd_alpha if cfg.pgd_alpha is not None else 2.5 * eps / max(cfg.pgd_steps, 1)
             attack = create_attack("pgd", ctx.model, eps=eps, steps=cfg.pgd_steps, alpha=alpha,
                                    restarts=cfg.pgd_restarts, seed=cfg.seed)
-            clean, robust = attack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size,
-                                            ctx.device, desc=key, seed=cfg.seed)
-            save_per_sample(ctx.out_dir, key, correct=robust)
+            clean, robust = attack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size, ctx.device,
+                                            desc=key, seed=cfg.seed, state_path=ctx.state_path(key))
+            ctx.save_per_sample(key, correct=robust)
             threat = {"norm": "Linf", "eps": eps, "eps_label": eps_label(eps), "steps": cfg.pgd_steps,
                       "step_size": alpha, "restarts": cfg.pgd_restarts, "random_start": True,
                       "loss": "ce"}
@@ -103,17 +126,25 @@ def pgd_suite(ctx: EvalContext):
         yield key, compute
 
 
+pgd_suite.number_options = ()
+
+
 @CHECKS.register("robust_le_clean")
 def robust_le_clean(results: EvalResults) -> list[dict[str, Any]]:
+    """Each robust accuracy ≤ the clean accuracy of the same points: the clean cell when it has the
+    same n, else (cells of another subset size in the store) the clean accuracy the attack measured."""
     if "clean" not in results.cells:
         return []
-    clean = results.cells["clean"].value
+    clean_cell = results.cells["clean"]
     out = []
     for key, cell in results.cells.items():
         if cell.metric == "robust_accuracy":
+            same = cell.n == clean_cell.n or "clean_accuracy" not in cell.details
+            clean = clean_cell.value if same else float(cell.details["clean_accuracy"])
             ok = cell.value <= clean + 1e-9
             out.append({"check": "robust <= clean", "cell": key, "passed": ok,
-                        "detail": f"robust {cell.value:.4f} vs clean {clean:.4f}"})
+                        "detail": f"robust {cell.value:.4f} vs clean {clean:.4f}"
+                                  + ("" if same else f" (the attack's own clean pass, n = {cell.n})")})
     return out
 
 
@@ -141,131 +172,98 @@ def fixed_subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     return Subset(dataset, idx.tolist())
 
 
-# Options that choose how a cell is computed, never its number (each has a test showing the cells
-# are identical with and without it): left out of the fingerprint, so a resumed evaluation may
-# switch them. ``cells_in_memory``: decode each corrupted cell once per process.
-NUMBER_NEUTRAL_OPTIONS = frozenset({"cells_in_memory"})
+SUMMARY_KEY = re.compile(r"(^|/)summary(/|$)")
 
 
-def eval_inputs(model: nn.Module, dataset_info: dict[str, Any], cfg: EvalConfig,
-                options: dict[str, Any], classes: list[str] | None = None) -> dict[str, Any]:
-    """Everything besides a cell's key that changes its number (the cell fingerprint's content).
-
-    The weights digest covers every persistent tensor; a CLIP head's class names and prompt
-    templates are not tensors of its state dict, so they are recorded too.
-    """
-    options = {k: v for k, v in options.items() if k not in NUMBER_NEUTRAL_OPTIONS}
-    head = {"classes": list(classes or []), "templates": list(getattr(model, "templates", None) or [])}
-    return {
-        "weights_sha256": tensors_sha256(model.state_dict()),
-        "head_sha256": hashlib.sha256(json.dumps(head).encode()).hexdigest(),
-        "dataset": {k: dataset_info.get(k) for k in ("name", "root", "split", "n_images", "subset_seed")},
-        "n_examples": cfg.n_examples,
-        "seed": cfg.seed,
-        "attack": {"pgd_alpha": cfg.pgd_alpha, "pgd_restarts": cfg.pgd_restarts},
-        "options": json.loads(json.dumps(options, sort_keys=True, default=str)),
-    }
-
-
-def _fingerprint(inputs: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _differences(old: dict[str, Any] | None, new: dict[str, Any], prefix: str = "") -> list[str]:
-    if old is None:
-        return ["its inputs were not recorded (results.json of an older robustune)"]
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} then, {b!r} now")
-    return out
-
-
-# Inputs every cell of one results.json shares (its top-level model and data set records).
-SHARED_INPUTS = ("weights_sha256", "head_sha256", "dataset", "n_examples", "seed")
-
-
-def _refuse(path: Path, what: str, diff: list[str]) -> None:
-    raise ConfigError(
-        f"{path} already holds {what} measured on other inputs ({'; '.join(diff[:4])}): its numbers "
-        "would be reported for this evaluation. Write to another folder (--out DIR) or move that "
-        "results.json away (nothing was changed)"
-    )
-
-
-def _check_same_model_and_data(results: EvalResults, inputs: dict[str, Any], path: Path) -> None:
-    if not results.cells:
-        return
-    stored = next(iter(results.inputs.values()), None)
-    old = {k: stored.get(k) for k in SHARED_INPUTS} if stored else None
-    diff = _differences(old, {k: inputs[k] for k in SHARED_INPUTS})
-    if diff:
-        _refuse(path, f"{len(results.cells)} cell(s)", diff)
-
-
-def _check_reusable(results: EvalResults, key: str, fingerprint: str, inputs: dict[str, Any],
-                    path: Path) -> None:
-    cell = results.cells[key]
-    if cell.fingerprint != fingerprint:
-        _refuse(path, f"cell {key!r}", _differences(results.inputs.get(cell.fingerprint or ""), inputs))
+def is_summary(key: str) -> bool:
+    """A yielded key whose cells are derived from the stored ones (mCE, mPC, mFR, ...)."""
+    return bool(SUMMARY_KEY.search(key))
 
 
 def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str | Path, *,
              classes: list[str] | None = None, model_info: dict[str, Any] | None = None,
              dataset_info: dict[str, Any] | None = None, device: torch.device | str = "cpu",
-             batch_size: int = 256, options: dict[str, Any] | None = None) -> EvalResults:
-    """Run ``cfg.suites`` on ``model`` on ``device``; resumes from ``out_dir/results.json``.
+             batch_size: int = 256, options: dict[str, Any] | None = None,
+             shard: tuple[int, int] = (0, 1)) -> EvalResults:
+    """Run ``cfg.suites`` on ``model`` on ``device`` into ``out_dir/results.json``, cell by cell.
 
-    ``out_dir`` is locked for the run (a second process on it stops at once); a cell already in
-    ``results.json`` is reused only if it was measured on the same inputs (see the module doc). On
-    SIGTERM / SIGUSR1 the current cell is finished and saved, then :class:`Preempted` is raised.
+    A cell already stored with the same inputs is reused (:mod:`robustune.eval.store`); cells of
+    other inputs (e.g. another image subset) stay beside it. ``shard=(i, n)`` computes every n-th
+    cell (counted over the cells of the suites, summaries excepted), so processes on several
+    machines share the work; any process skips a cell another has claimed. Under torch.distributed
+    every rank runs this with the same arguments: each cell's images are dealt to the ranks, rank 0
+    alone reads and writes the folder, and every rank returns the same results. On SIGTERM /
+    SIGUSR1 the current cell is finished and stored, then :class:`Preempted` is raised (a rerun
+    goes on from the next cell).
     """
     out_dir = Path(out_dir)
-    with folder_lock(out_dir, "results folder (--out)"), StopSignals() as stop:
-        return _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info,
-                                torch.device(device), batch_size, options or {}, stop)
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {i}/{n}: the shard index must be in 0..{n - 1} (e.g. --shard 0/{n})")
+    with StopSignals() as stop:
+        dataset = fixed_subset(dataset, cfg.n_examples, cfg.seed)
+        info = {**(dataset_info or {}), "n_images": len(dataset), "subset_seed": cfg.seed if cfg.n_examples else None}
+        shared = shared_inputs(model, info, classes)
+        main = dist.is_main_process()
+        store = ResultsStore(out_dir, EvalResults(model=model_info or {}, dataset=info, seed=cfg.seed,
+                                                  environment={**environment_record(), "device": str(device)}), shared)
+        if main:
+            with store.lock():
+                store.refresh()
+        results = dist.broadcast_object(store.results if main else None)
+        check_same_model_and_data(results, shared, store.path)
+        model = model.to(device)
+        ctx = EvalContext(model=model, dataset=dataset, classes=classes or [], cfg=cfg, device=torch.device(device),
+                          out_dir=out_dir, results=results, batch_size=batch_size, options=options or {})
+        summaries, j = [], 0
+        for suite in cfg.suites:
+            fn = SUITES.get(task_suite(suite, model))
+            inputs = cell_inputs(shared, fn, cfg, ctx.options, len(dataset), batch_size)
+            fingerprint = fingerprint_of(inputs)
+            for key, compute in fn(ctx):
+                if is_summary(key):  # derived from the stored cells at the end, by every process
+                    summaries.append((key, compute))
+                    continue
+                if j % n == i:
+                    _evaluate_cell(ctx, store, key, compute, fingerprint, inputs)
+                    if dist.broadcast_object(stop.requested if main else None):
+                        # SIGTERM / SIGUSR1: the cell is stored, stop here (rank 0 decides for all ranks)
+                        raise Preempted(f"stopped by {stop.name or 'a stop signal (on rank 0)'} after cell {key}; the cells "
+                                        f"computed so far are stored in {store.path}")
+                j += 1
+        if main:
+            with store.lock():
+                ctx.results = store.refresh()
+                for key, compute in summaries:
+                    produced = compute()
+                    ctx.results.replace_summary(f"summary:{key}", produced if isinstance(produced, list) else [produced])
+                _run_checks(ctx.results)
+                ctx.results.save(store.path)
+        return dist.broadcast_object(ctx.results if main else None)
 
 
-def _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info, device,
-                     batch_size, options, stop: StopSignals | None = None) -> EvalResults:
-    path = out_dir / "results.json"
-    dataset = fixed_subset(dataset, cfg.n_examples, cfg.seed)
-    info = {**(dataset_info or {}), "n_images": len(dataset), "subset_seed": cfg.seed if cfg.n_examples else None}
-    if path.exists():
-        results = EvalResults.load(path)
-        log.info("resuming evaluation: %d cells already in %s", len(results.cells), path)
-    else:
-        results = EvalResults(model=model_info or {}, dataset=info, seed=cfg.seed,
-                              environment=environment_record())
-    results.environment["device"] = str(device)
-    inputs = eval_inputs(model, info, cfg, options, classes)
-    fingerprint = _fingerprint(inputs)
-    _check_same_model_and_data(results, inputs, path)
-    model = model.to(device)
-    ctx = EvalContext(model=model, dataset=dataset, classes=classes or [], cfg=cfg,
-                      device=device, out_dir=out_dir, results=results,
-                      batch_size=batch_size, options=options)
-    for suite in cfg.suites:
-        for key, compute in SUITES.get(task_suite(suite, model))(ctx):
-            if key in results.cells:
-                _check_reusable(results, key, fingerprint, inputs, path)
-                continue
-            produced = compute()
-            results.inputs[fingerprint] = inputs
-            for cell in produced if isinstance(produced, list) else [produced]:
-                cell.fingerprint = fingerprint
-                results.cells[cell.key] = cell
-                log.info("%s: %s = %.4f", cell.key, cell.metric, cell.value)
-            results.save(path)
-            if stop is not None and stop.requested:  # SIGTERM / SIGUSR1: the cell is saved, stop here
-                raise Preempted(f"stopped by {stop.name} after cell {key}; {len(results.cells)} cells "
-                                f"are saved in {path}")
+def _evaluate_cell(ctx: EvalContext, store: ResultsStore, key: str, compute, fingerprint: str,
+                   inputs: dict[str, Any]) -> None:
+    """Claim, compute (every rank) and commit (rank 0) one cell, unless stored or claimed."""
+    decision = store.claim(key, fingerprint) if dist.is_main_process() else None
+    decision = dist.broadcast_object(decision)
+    if decision != "mine":
+        log.info("%s: %s", key, "already stored" if decision == "stored" else "computed by another process")
+        return
+    try:
+        ctx.fingerprint = fingerprint
+        produced = compute()
+        cells = produced if isinstance(produced, list) else [produced]
+        if dist.is_main_process():
+            store.commit(cells, fingerprint, inputs)
+        for cell in cells:
+            log.info("%s: %s = %.4f (n = %s)", cell.key, cell.metric, cell.value, cell.n)
+    finally:
+        store.release()
+
+
+def _run_checks(results: EvalResults) -> None:
     results.checks = [c for name in CHECKS.list() for c in CHECKS.get(name)(results)]
     for check in results.checks:
         if not check["passed"]:
             log.warning("sanity check failed: %s (%s)", check["check"], check["detail"])
-    results.save(path)
-    return results

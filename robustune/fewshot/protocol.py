@@ -278,27 +278,42 @@ def cell_status(cell: ProtocolRun) -> str:
 
 
 def run_protocol(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path, *,
-                 keep_going: bool = False) -> list[dict[str, Any]]:
+                 keep_going: bool = False, shard: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
     """Run (or resume) every cell, then write ``table.md`` and ``table.json`` into ``out_dir``.
 
     With ``keep_going`` a failing cell is logged and the others still run; the tables then hold the
-    finished cells and :class:`ProtocolError` names the failed ones.
+    finished cells and :class:`ProtocolError` names the failed ones. ``shard=(i, n)`` runs every
+    n-th cell only (processes or machines sharing ``out_dir``, each its own cells' run folders);
+    the tables hold every finished cell found in ``out_dir``, so the last shard to finish (or any
+    later run of the protocol, which skips finished cells) writes the whole table.
     """
     from robustune.fewshot.table import write_tables
 
+    i, n = shard
     cells = plan_cells(base, protocol, out_dir)
-    log.info("few-shot protocol: %d cells into %s", len(cells), out_dir)
-    records, failed = [], []
-    for cell in cells:
+    mine = cells[i::n]
+    log.info("few-shot protocol: %d cells into %s%s", len(cells), out_dir,
+             f" (shard {i}/{n}: {len(mine)} of them here)" if n > 1 else "")
+    records, failed = {}, []
+    for cell in mine:
         try:
-            records.append(run_cell(cell, protocol))
+            records[cell.run_dir] = run_cell(cell, protocol)
         except Exception as exc:  # noqa: BLE001 - reported below, the other cells still run
             if not keep_going:
                 raise
             log.error("cell %s failed: %s: %s", cell.run_dir, type(exc).__name__, exc)
             failed.append(f"{cell.run_dir} ({type(exc).__name__}: {exc})")
-    write_tables(records, Path(out_dir))
+    spec = eval_spec(protocol)
+    for cell in cells:  # the other shards' finished cells join the table
+        path = cell.run_dir / CELL_FILE
+        if cell.run_dir not in records and path.is_file() and read_json(path).get("eval") == spec:
+            records[cell.run_dir] = read_json(path)
+    if len(records) < len(cells):
+        log.info("%d of %d cells finished; the table holds those (other shards may still be running)",
+                 len(records), len(cells))
+    ordered = [records[c.run_dir] for c in cells if c.run_dir in records]
+    write_tables(ordered, Path(out_dir))
     if failed:
-        raise ProtocolError(f"{len(failed)} of {len(cells)} cells failed (run again to retry them): "
+        raise ProtocolError(f"{len(failed)} of {len(mine)} cells failed (run again to retry them): "
                             + "; ".join(failed))
-    return records
+    return ordered

@@ -86,6 +86,19 @@ class Method(nn.Module):
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         self.load_state_dict(state, strict=len(state) == len(self.state_dict()))
 
+    def rank_state(self) -> dict[str, torch.Tensor]:
+        """State that differs between the ranks of a DDP run (default: none), checkpointed per rank
+        by the engine and never broadcast: e.g. ER-APT's per-image population memory."""
+        return {}
+
+    def load_rank_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`rank_state` returned, on the same rank of a run of the same world size."""
+
+    @property
+    def has_rank_state(self) -> bool:
+        """Whether :meth:`rank_state` holds anything (then DDP must not broadcast buffers)."""
+        return False
+
     def export_state(self) -> dict[str, torch.Tensor]:
         """What ``model.safetensors`` of a finished run holds (default: the eval model's weights)."""
         return self.eval_model().state_dict()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from robustune import distributed as dist
 from robustune.attacks import PGD
 from robustune.gfn.perturbation import NeighborPerturbation, pixel_step
 from robustune.gfn.similarity import ClassSimilarity, clamp_k, class_similarity, neighbor_ranks, neighbor_table
@@ -49,8 +50,8 @@ class SimilarityRefresh:
     """
 
     def setup(self, ctx: SetupContext) -> None:
-        self.compute_similarity(ctx)
-        if ctx.run_dir is not None:
+        self.similarity_once(ctx)
+        if ctx.run_dir is not None and dist.is_main_process():
             from robustune.data.splits import classes_of
 
             ClassSimilarity(self.similarity.cpu(), self.ranks.cpu(), classes_of(ctx.train_set)).save(ctx.run_dir)
@@ -59,7 +60,15 @@ class SimilarityRefresh:
         n = self.params.refresh_every
         if n and epoch > 0 and epoch % n == 0:
             log.info("refreshing the class similarity at epoch %d", epoch + 1)
+            self.similarity_once(ctx)
+
+    def similarity_once(self, ctx: SetupContext) -> None:
+        """``compute_similarity`` on rank 0 only under DDP, its result broadcast to the other ranks
+        (the setup may decode up to ``max_per_class`` images per class: done once, not per rank)."""
+        if dist.is_main_process():
             self.compute_similarity(ctx)
+        dist.broadcast_(self.similarity)
+        dist.broadcast_(self.ranks)
 
 
 @register_method("gfn")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from robustune import distributed as dist
 from robustune.config import EvalConfig, RunConfig
 from robustune.eval import EvalResults, evaluate
 from robustune.runs.loading import load_run_config, load_run_model
@@ -23,7 +24,7 @@ class RunEvaluation(NamedTuple):
 def evaluate_run(run_dir: str | Path, ecfg: EvalConfig, out: str | Path | None = None, *,
                  cfg: RunConfig | None = None, split: str | None = None, device: str | None = None,
                  options: dict[str, Any] | None = None, check_weights_classes: bool = True,
-                 dataset_info: dict[str, Any] | None = None) -> RunEvaluation:
+                 dataset_info: dict[str, Any] | None = None, shard: tuple[int, int] = (0, 1)) -> RunEvaluation:
     """Evaluate the final weights of ``run_dir`` with the suites of ``ecfg``; resumable per cell.
 
     Args:
@@ -37,15 +38,26 @@ def evaluate_run(run_dir: str | Path, ecfg: EvalConfig, out: str | Path | None =
         check_weights_classes: the split's classes must be the weights' (off for the few-shot
             protocol's deliberate cross-dataset evaluations).
         dataset_info: extra provenance recorded with the data set.
+        shard: ``(i, n)``: compute every n-th cell only (``--shard i/n``).
+
+    Launched by torchrun (``WORLD_SIZE`` > 1) it joins the process group (NCCL on CUDA, gloo on
+    CPU; left again at the end if it joined it) and each cell's images are dealt to the ranks;
+    rank 0 writes (docs/scale-out.md).
     """
     run_dir = Path(run_dir)
     cfg = cfg if cfg is not None else load_run_config(run_dir)
-    model, dataset, classes, info = load_run_model(cfg, run_dir, split or ecfg.split,
-                                                   check_weights_classes=check_weights_classes)
-    results = evaluate(model, dataset, ecfg, Path(out) if out is not None else run_dir / "eval", classes=classes,
-                       model_info=info["model"], dataset_info={**info["dataset"], **(dataset_info or {})},
-                       device=resolve_device(device or cfg.train.device, "--device" if device else "train.device"),
-                       batch_size=cfg.data.eval_batch_size, options=options or {})
+    dev = resolve_device(device or cfg.train.device, "--device" if device else "train.device")
+    joined = not dist.is_distributed() and dist.init_from_env(dev)
+    try:
+        model, dataset, classes, info = load_run_model(cfg, run_dir, split or ecfg.split,
+                                                       check_weights_classes=check_weights_classes)
+        results = evaluate(model, dataset, ecfg, Path(out) if out is not None else run_dir / "eval",
+                           classes=classes, model_info=info["model"],
+                           dataset_info={**info["dataset"], **(dataset_info or {})}, device=dist.rank_device(dev),
+                           batch_size=cfg.data.eval_batch_size, options=options or {}, shard=shard)
+    finally:
+        if joined:
+            dist.shutdown()
     return RunEvaluation(results, classes)
 
 

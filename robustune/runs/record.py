@@ -18,5 +18,5 @@ def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | N
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
     write_json(run_dir / "run.json", {
         **environment_record(), "seed": cfg.train.seed, "world_size": world,
-        "global_batch": cfg.data.batch_size, "per_rank_batch": cfg.data.batch_size // world,
+        "global_batch": cfg.data.batch_size, "per_rank_batch": dist.per_rank_batch(cfg.data.batch_size),
         "phases_seconds": phases or {}, **extra})
