@@ -62,6 +62,7 @@ def eval_cmd(
     option: list[str] = typer.Option([], "--option", help="suite option key=value, e.g. corruption_root=DIR"),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto (default: the run's train.device)"),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 | auto (default: the run's eval.precision)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell."""
@@ -69,7 +70,8 @@ def eval_cmd(
 
     setup_logging(verbose)
     try:
-        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device)
+        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device,
+                           precision=precision)
     except USER_ERRORS as exc:
         fail(str(exc))
     for key, cell in results.cells.items():

@@ -24,7 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from robustune.config import RunConfig, dump_config
-from robustune.data import DataSplits, IndexedDataset, build_loader
+from robustune.data import DataSplits, IndexedDataset
+from robustune.data.loading import DeviceBatches, EpochSampler, LoaderOptions
 from robustune import distributed as dist
 from robustune.engine.build import build_run
 from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
@@ -35,6 +36,7 @@ from robustune.files import save_tensors
 from robustune.eval.clean import accuracy
 from robustune.files import file_sha256, folder_lock
 from robustune.methods import Method, SetupContext, StepContext
+from robustune.precision import autocast, check_inner_attack_precision, resolve_precision
 from robustune.utils import environment_record, resolve_device, step_generator, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -56,27 +58,27 @@ class TrainResult:
 
 
 def _autocast(cfg: RunConfig, device: torch.device):
-    if cfg.train.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
-    if dtype is None:
-        raise ValueError(f"unknown train.precision {cfg.train.precision!r}; valid: fp32, bf16, fp16")
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return autocast(resolve_precision(cfg.train.precision, device), device)
 
 
-def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bool = False):
-    seed = cfg.train.seed * 10_007 + epoch
+def _train_batches(splits: DataSplits, cfg: RunConfig, device: torch.device,
+                   with_index: bool = False) -> tuple[DeviceBatches, Any]:
+    """The training batches of every epoch: one loader (workers kept), reshuffled per epoch.
+
+    The order of epoch e depends only on (seed, e) (``sampler.set_epoch``): the same orders the
+    per-epoch loaders of earlier versions drew, so resumes stay exact.
+    """
     train_set = IndexedDataset(splits.train) if with_index else splits.train
-    sampler = None
     if dist.is_distributed():
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.train.seed, drop_last=True)
-        sampler.set_epoch(epoch)
+    else:
+        seed = cfg.train.seed
+        sampler = EpochSampler(len(train_set), lambda epoch: seed * 10_007 + epoch)
     batch = cfg.data.batch_size // dist.world_size()
-    return build_loader(train_set, batch, shuffle=True, seed=seed, sampler=sampler,
-                        num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
-                        drop_last=sampler is not None)
+    return DeviceBatches(train_set, batch, device, LoaderOptions.from_config(cfg.data), sampler=sampler,
+                         drop_last=dist.is_distributed()), sampler
 
 
 def newest_verified_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -125,7 +127,7 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
     for batch in bar:
         if cfg.train.max_steps is not None and step >= cfg.train.max_steps:
             break
-        images, labels = to_device(batch[0], device), to_device(batch[1], device)
+        images, labels = to_device(batch[0], device), to_device(batch[1], device)  # images: on device already
         indices = batch[2] if len(batch) > 2 else None
         if cfg.train.channels_last and torch.is_tensor(images):
             images = images.contiguous(memory_format=torch.channels_last)
@@ -266,6 +268,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
     torch.manual_seed(cfg.train.seed)
     if method is None or splits is None:
         method, splits = build_run(cfg)
+    check_inner_attack_precision(resolve_precision(cfg.train.precision, device), cfg.method.name,
+                                 method.has_inner_attack)
     method.to(device)
     if cfg.train.channels_last:
         method.to(memory_format=torch.channels_last)
@@ -281,7 +285,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         log.info("%s already finished (%d epochs); nothing was changed", run_dir, done)
         method.load_export(run_dir / "model.safetensors")
         return TrainResult(run_dir, method, splits, 0, None, already_finished=True)
-    steps_per_epoch = max(1, len(_epoch_loader(splits, cfg, 0)))
+    batches, sampler = _train_batches(splits, cfg, device, with_index=method.needs_indices)
+    steps_per_epoch = max(1, len(batches))
     if main:
         write_run_record(run_dir, cfg, steps_per_epoch=steps_per_epoch)
     opt = create_optimizer(method.trainable_parameters(), cfg.optim)
@@ -295,7 +300,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         method.setup(setup_ctx)
     phases = {"setup": time.perf_counter() - t0}
     loop = _EpochLoop(cfg, run_dir, device, method, splits, opt, sched, metrics, setup_ctx,
-                      steps_per_epoch)
+                      steps_per_epoch, batches, sampler)
     epochs_run, val_acc = loop.run(start, step)
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
     if main:
@@ -317,12 +322,15 @@ class _EpochLoop:
     metrics: MetricsWriter
     setup_ctx: SetupContext
     steps_per_epoch: int
+    batches: DeviceBatches
+    sampler: Any
     step: int = 0
 
     def run(self, start: int, step: int) -> tuple[int, float | None]:
         """Epochs ``start``.. (or until ``train.max_steps``); returns (epochs run, last val acc)."""
         cfg, method = self.cfg, self.method
-        scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
+        precision = resolve_precision(cfg.train.precision, self.device)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         ddp_method = _wrap_ddp(method, self.device)
         val_acc, epochs_run, self.step = None, 0, step
         watched = finite_tensor_names(method)
@@ -332,8 +340,8 @@ class _EpochLoop:
             te = time.perf_counter()
             torch.manual_seed(cfg.train.seed * 10_007 + epoch)
             method.on_epoch_start(epoch, self.setup_ctx)
-            loader = _epoch_loader(self.splits, cfg, epoch, with_index=self.method.needs_indices)
-            self.step, stats = _train_epoch(ddp_method, loader, self.opt,
+            self.sampler.set_epoch(epoch)
+            self.step, stats = _train_epoch(ddp_method, self.batches, self.opt,
                                             self.sched, scaler, cfg, self.device, epoch, self.step,
                                             self.metrics, self.run_dir)
             epochs_run += 1
@@ -345,10 +353,12 @@ class _EpochLoop:
                     from robustune.eval.detection import detection_map
 
                     stats["val_mAP"] = detection_map(method.eval_model(), self.splits.val,
-                                                     cfg.data.eval_batch_size, self.device)["mAP"]
+                                                     cfg.data.eval_batch_size, self.device,
+                                                     precision=precision)["mAP"]
                 else:
                     val_acc = accuracy(method.eval_model(), self.splits.val, cfg.data.eval_batch_size,
-                                       self.device)
+                                       self.device, loader=LoaderOptions.from_config(cfg.data),
+                                       precision=precision)
                     stats["val_acc"] = val_acc
             stats["epoch_seconds"] = time.perf_counter() - te
             self.metrics.write({"step": self.step, "epoch": epoch, "epoch_end": True,

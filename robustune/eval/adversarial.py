@@ -146,7 +146,7 @@ def _autoattack_cell(ctx: EvalContext, key: str, attack: AutoAttack, threat: dic
 
 def _attack_cell(ctx: EvalContext, key: str, attack: Attack, threat: dict[str, Any]) -> Cell:
     clean, robust = attack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size, ctx.device,
-                                    desc=key, seed=ctx.cfg.seed)
+                                    desc=key, seed=ctx.cfg.seed, loader=ctx.loader, precision=ctx.precision)
     save_per_sample(ctx.out_dir, key, correct=robust, clean=clean)
     return Cell.from_outcomes(key, "adversarial", "robust_accuracy", robust, threat_model=threat,
                               clean_accuracy=clean.double().mean().item())

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from robustune.attacks import eval_mode
 from robustune.attacks.autoattack import AutoAttack
-from robustune.data import build_loader
+from robustune.data.loading import device_batches
 from robustune.utils import read_json, step_generator, write_json
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,8 @@ def write_roundtrip(data: dict[str, Any]) -> dict[str, Any]:
 
 def _clean_pass(model: nn.Module, dataset: Dataset, batch_size: int, device) -> list[bool]:
     correct = []
-    for x, y in build_loader(dataset, batch_size):
-        x, y = x.to(device), torch.as_tensor(y).to(device)
+    for x, y in device_batches(dataset, batch_size, device):
+        y = torch.as_tensor(y).to(x.device)
         with torch.no_grad():
             correct += (model(x).argmax(1) == y).tolist()
     return correct
@@ -84,9 +84,9 @@ def _run_component(attack: AutoAttack, k: int, dataset: Dataset, state: dict[str
                    batch_size: int, device, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     idx = [i for i, r in enumerate(state["robust"]) if r]
-    loader = build_loader(Subset(dataset, idx), batch_size)
+    loader = device_batches(Subset(dataset, idx), batch_size, device)
     for b, (x, y) in enumerate(tqdm(loader, desc=f"AutoAttack {attack.component_names[k]}", leave=False)):
-        x, y = x.to(device), torch.as_tensor(y).to(device)
+        y = torch.as_tensor(y).to(x.device)
         _, fooled = attack.run_component(k, x, y, step_generator(seed, k, b, device=device))
         for j in fooled.nonzero().squeeze(1).tolist():
             point = idx[b * batch_size + j]

@@ -36,7 +36,8 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from robustune.attacks import eval_mode
-from robustune.data import build_loader
+from robustune.data.loading import device_batches, to_float_images
+from robustune.precision import autocast
 from robustune.data.detection import DetectionDataset
 from robustune.eval.results import Cell, EvalResults
 from robustune.eval.suites import EvalContext, register_suite
@@ -59,13 +60,19 @@ def as_detection_dataset(ds: Dataset) -> DetectionDataset:
 
 @torch.no_grad()
 def predict_detections(model: nn.Module, dataset: Dataset, batch_size: int = 8,
-                       device: torch.device | str = "cpu", desc: str = "detect") -> list[dict[str, torch.Tensor]]:
-    """One dict per image (``boxes`` x1y1x2y2 px, ``scores``, ``labels`` 0..C-1), on the CPU."""
+                       device: torch.device | str = "cpu", desc: str = "detect", *,
+                       precision: str = "fp32") -> list[dict[str, torch.Tensor]]:
+    """One dict per image (``boxes`` x1y1x2y2 px, ``scores``, ``labels`` 0..C-1), on the CPU.
+
+    Forward passes under the precision policy's autocast (:mod:`robustune.precision`); boxes and
+    scores come back as float32.
+    """
     out = []
-    with eval_mode(model):
-        for images, _ in tqdm(build_loader(dataset, batch_size), desc=desc, leave=False):
-            preds = model([x.to(device) for x in images])
-            out += [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
+    with eval_mode(model), autocast(precision, device):
+        for images, _ in tqdm(device_batches(dataset, batch_size, device), desc=desc, leave=False):
+            preds = model([to_float_images(x, device) for x in images])
+            out += [{k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu()
+                     for k, v in p.items()} for p in preds]
     return out
 
 
@@ -106,10 +113,12 @@ def coco_map(ground_truth: dict[str, Any], detections: list[dict]) -> dict[str, 
 
 
 def detection_map(model: nn.Module, dataset: Dataset, batch_size: int = 8,
-                  device: torch.device | str = "cpu", desc: str = "detect") -> dict[str, float | None]:
+                  device: torch.device | str = "cpu", desc: str = "detect", *,
+                  precision: str = "fp32") -> dict[str, float | None]:
     """COCO stats of ``model`` on ``dataset`` (labels and ground truth in the dataset's class space)."""
     ds = as_detection_dataset(dataset)
-    return coco_map(ds.coco_ground_truth(), coco_detections(predict_detections(model, ds, batch_size, device, desc)))
+    preds = predict_detections(model, ds, batch_size, device, desc, precision=precision)
+    return coco_map(ds.coco_ground_truth(), coco_detections(preds))
 
 
 def map_cells(prefix: str, suite: str, stats: dict[str, float | None], n: int, **details: Any) -> list[Cell]:
@@ -154,7 +163,8 @@ def draw_detections(dataset: DetectionDataset, preds: list[dict], path: Path, n:
 def clean_detection_suite(ctx: EvalContext):
     def compute() -> list[Cell]:
         ds = as_detection_dataset(ctx.dataset)
-        preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean")
+        preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean",
+                                   precision=ctx.precision)
         figure = draw_detections(ds, preds, ctx.out_dir / "figures" / "detections_clean.png")
         stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
         return map_cells("clean", "clean", stats, len(ds), figure=str(figure.relative_to(ctx.out_dir)))

@@ -82,7 +82,8 @@ def corruptions_detection_suite(ctx: EvalContext):
 
             def compute(c: str = corruption, s: int = severity, key: str = key) -> list[Cell]:
                 ds = corrupted_cell_dataset(root, c, s)
-                preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=key)
+                preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=key,
+                                           precision=ctx.precision)
                 stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
                 cells = map_cells(key, SUITE, stats, len(ds), corruption=c, severity=s, root=str(root))
                 return cells[:1]  # the mAP cell; the other stats stay in its details
@@ -116,7 +117,8 @@ def ood_detection_cells(ctx: EvalContext, name: str, default_map: str) -> list[C
     mapping = {} if spec == "none" else load_category_map(str(spec))
     classes = ctx.classes or [str(i) for i in range(getattr(ctx.model, "num_classes", 0))]
     index = _class_map(classes, ds.classes, mapping)
-    preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=name)
+    preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=name,
+                               precision=ctx.precision)
     lut = torch.full((len(classes),), -1, dtype=torch.int64)
     for i, j in index.items():
         lut[i] = j

@@ -12,6 +12,7 @@ measured on other inputs is an error naming the differences, never a number sile
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,6 +27,8 @@ from torch.utils.data import Dataset, Subset
 
 from robustune.attacks import create_attack
 from robustune.config import ConfigError, EvalConfig
+from robustune.data.loading import LoaderOptions
+from robustune.precision import resolve_precision
 from robustune.eval.clean import predict
 from robustune.eval.results import Cell, EvalResults, save_per_sample
 from robustune.eval.robust import attack_outcomes
@@ -47,6 +50,8 @@ class EvalContext:
     results: EvalResults
     batch_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
+    loader: LoaderOptions = field(default_factory=LoaderOptions)  # how batches are loaded (no number changes)
+    precision: str = "fp32"  # resolved cfg.precision (robustune.precision)
 
 
 SuiteFn = Callable[[EvalContext], Iterable[tuple[str, Callable[[], Cell | list[Cell]]]]]
@@ -68,7 +73,8 @@ def eps_label(eps: float) -> str:
 @register_suite("clean")
 def clean_suite(ctx: EvalContext):
     def compute() -> Cell:
-        pred, y = predict(ctx.model, ctx.dataset, ctx.batch_size, ctx.device)
+        pred, y = predict(ctx.model, ctx.dataset, ctx.batch_size, ctx.device, loader=ctx.loader,
+                          precision=ctx.precision)
         correct = pred == y
         save_per_sample(ctx.out_dir, "clean", correct=correct, pred=pred, label=y)
         return Cell.from_outcomes("clean", "clean", "top1_accuracy", correct)
@@ -91,7 +97,8 @@ def pgd_suite(ctx: EvalContext):
             attack = create_attack("pgd", ctx.model, eps=eps, steps=cfg.pgd_steps, alpha=alpha,
                                    restarts=cfg.pgd_restarts, seed=cfg.seed)
             clean, robust = attack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size,
-                                            ctx.device, desc=key, seed=cfg.seed)
+                                            ctx.device, desc=key, seed=cfg.seed, loader=ctx.loader,
+                                            precision=ctx.precision)
             save_per_sample(ctx.out_dir, key, correct=robust)
             threat = {"norm": "Linf", "eps": eps, "eps_label": eps_label(eps), "steps": cfg.pgd_steps,
                       "step_size": alpha, "restarts": cfg.pgd_restarts, "random_start": True,
@@ -155,7 +162,9 @@ def eval_inputs(model: nn.Module, dataset_info: dict[str, Any], cfg: EvalConfig,
     """
     options = {k: v for k, v in options.items() if k not in NUMBER_NEUTRAL_OPTIONS}
     head = {"classes": list(classes or []), "templates": list(getattr(model, "templates", None) or [])}
-    return {
+    # a reduced precision can change a number; fp32 adds no key, so earlier fp32 cells stay reusable
+    reduced = {"precision": cfg.precision} if cfg.precision not in ("fp32", "auto") else {}
+    return {**reduced,
         "weights_sha256": tensors_sha256(model.state_dict()),
         "head_sha256": hashlib.sha256(json.dumps(head).encode()).hexdigest(),
         "dataset": {k: dataset_info.get(k) for k in ("name", "root", "split", "n_images", "subset_seed")},
@@ -215,20 +224,26 @@ def _check_reusable(results: EvalResults, key: str, fingerprint: str, inputs: di
 def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str | Path, *,
              classes: list[str] | None = None, model_info: dict[str, Any] | None = None,
              dataset_info: dict[str, Any] | None = None, device: torch.device | str = "cpu",
-             batch_size: int = 256, options: dict[str, Any] | None = None) -> EvalResults:
+             batch_size: int = 256, options: dict[str, Any] | None = None,
+             loader: LoaderOptions | None = None) -> EvalResults:
     """Run ``cfg.suites`` on ``model`` on ``device``; resumes from ``out_dir/results.json``.
+
+    ``cfg.precision`` (``auto`` resolved for ``device``) sets the precision policy of every suite;
+    ``loader`` how batches are loaded (workers, decode backend), which changes no number.
 
     ``out_dir`` is locked for the run (a second process on it stops at once); a cell already in
     ``results.json`` is reused only if it was measured on the same inputs (see the module doc).
     """
     out_dir = Path(out_dir)
     with folder_lock(out_dir, "results folder (--out)"):
+        device = torch.device(device)
+        cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
         return _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info,
-                                torch.device(device), batch_size, options or {})
+                                device, batch_size, options or {}, loader or LoaderOptions())
 
 
 def _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_info, device,
-                     batch_size, options) -> EvalResults:
+                     batch_size, options, loader) -> EvalResults:
     path = out_dir / "results.json"
     dataset = fixed_subset(dataset, cfg.n_examples, cfg.seed)
     info = {**(dataset_info or {}), "n_images": len(dataset), "subset_seed": cfg.seed if cfg.n_examples else None}
@@ -245,7 +260,7 @@ def _evaluate_locked(model, dataset, cfg, out_dir, classes, model_info, dataset_
     model = model.to(device)
     ctx = EvalContext(model=model, dataset=dataset, classes=classes or [], cfg=cfg,
                       device=device, out_dir=out_dir, results=results,
-                      batch_size=batch_size, options=options)
+                      batch_size=batch_size, options=options, loader=loader, precision=cfg.precision)
     for suite in cfg.suites:
         for key, compute in SUITES.get(task_suite(suite, model))(ctx):
             if key in results.cells:
