@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from robustune.data.benchmarks import (
     PerturbationSequences,
     available_cells,
+    check_cells_fit_in_memory,
     corruption_cell,
     imagenet_subset_indices,
     memory_cell,
@@ -121,6 +122,8 @@ def corruptions_suite(ctx: EvalContext):
                          "tree, a CIFAR-C folder, or one made by `robustune corrupt`)")
     root = Path(root)
     cells = selected_cells(root, ctx.options)
+    if ctx.options.get("cells_in_memory"):
+        check_cells_fit_in_memory(root, cells)
     for corruption, severities in cells.items():
         for severity in severities:
             key = corruption_key(corruption, severity)
@@ -131,7 +134,8 @@ def corruptions_suite(ctx: EvalContext):
                     ds = memory_cell(root, c, s, classes)
                 else:
                     ds = corruption_cell(root, c, s, classes=classes)
-                pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device)
+                pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device,
+                                  loader=ctx.loader, precision=ctx.precision)
                 correct = pred == y
                 save_per_sample(ctx.out_dir, key, correct=correct, pred=pred, label=y)
                 return Cell.from_outcomes(key, SUITE, "top1_accuracy", correct, corruption=c, severity=s,
@@ -245,14 +249,16 @@ def corruption_summary_cells(results: EvalResults, options: Mapping[str, Any], n
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, dataset: Dataset, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(model: nn.Module, dataset: Dataset, batch_size: int, device, *, loader=None,
+                   precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     from robustune.attacks import eval_mode
-    from robustune.data import build_loader
+    from robustune.data.loading import device_batches
+    from robustune.precision import autocast
 
     logits, labels = [], []
-    with eval_mode(model):
-        for x, y in build_loader(dataset, batch_size):
-            logits.append(model(x.to(device)).float().cpu())
+    with eval_mode(model), autocast(precision, device):
+        for x, y in device_batches(dataset, batch_size, device, loader):
+            logits.append(model(x).float().cpu())
             labels.append(torch.as_tensor(y))
     return torch.cat(logits), torch.cat(labels)
 
@@ -269,7 +275,8 @@ def _subset_suite(name: str):
             from robustune.data import create_dataset
 
             ds = create_dataset(name, root=root, transform=model_input_options(ctx.model)["transform"])
-            logits, y = predict_logits(ctx.model, ds, ctx.batch_size, ctx.device)
+            logits, y = predict_logits(ctx.model, ds, ctx.batch_size, ctx.device, loader=ctx.loader,
+                                       precision=ctx.precision)
             correct = cm.subset_top1_correct(logits, y, imagenet_subset_indices(name))
             save_per_sample(ctx.out_dir, name, correct=correct, label=y)
             return Cell.from_outcomes(name, name, "top1_accuracy", correct, masked_to_classes=200,
