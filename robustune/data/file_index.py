@@ -105,7 +105,7 @@ def folder_samples(root: str | os.PathLike, folders: list[str],
                 if index is None or not _valid(index, root, list(folders)):
                     index = scan(root, list(folders), extensions)
                     write_text_atomic(path, json.dumps(index))
-                    log.info("indexed %d files under %s (cached in %s)", len(index["files"]), root, path)
+                    log.debug("indexed %d files under %s (cached in %s)", len(index["files"]), root, path)
         except OSError as exc:  # a read-only cache: scan, and say why the next start scans again
             log.warning("file index not cached (%s); scanning %s", exc, root)
             index = scan(root, list(folders), extensions)
