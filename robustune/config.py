@@ -82,6 +82,7 @@ class DataConfig:
     eval_batch_size: int = ranged(256, ge=1)
     num_workers: int | None = ranged(None, ge=0)  # None: the cores available (capped) for file datasets, 0 in memory
     pin_memory: bool | None = None  # None: on when the device is CUDA
+    train_augment: str | None = None  # None | timm (create_transform, ImageNet presets) | hflip (detection)
     decode: str = "pil"  # pil | torchvision (batched decode_jpeg on the device; robustune.data.loading)
     download: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword arguments

@@ -98,6 +98,38 @@ def check_same_classes(expected: list[str], got: list[str], expected_name: str, 
                      "same class folders")
 
 
+AUGMENTS = ("timm", "hflip")
+
+
+def timm_train_transform(model: Any):
+    """timm's ImageNet training transform (RandomResizedCrop, flip, colour jitter 0.4: timm's defaults,
+    our choice for the fine-tuning presets) sized for ``model``, ending as a [0,1] float tensor."""
+    from timm.data import create_transform
+    from torchvision.transforms import v2 as T
+
+    size = int(getattr(model, "input_size", (3, 224, 224))[-1])
+    aug = create_transform(size, is_training=True, interpolation=getattr(model, "interpolation", "bilinear"),
+                           normalize=False)
+    steps = list(aug.transforms)[:-1]  # its ToTensor → ToImage + ToDtype: loaders can ship uint8
+    return T.Compose([*steps, T.ToImage(), T.ToDtype(torch.float32, scale=True)])
+
+
+def augment_training_split(train: Dataset, augment: str, model: Any | None) -> None:
+    """Training-split augmentation: ``timm`` (image folders) or ``hflip`` (detection, boxes flipped too)."""
+    if augment not in AUGMENTS:
+        raise ConfigError(f"unknown data.train_augment {augment!r}; valid: {', '.join(AUGMENTS)}")
+    detection = getattr(train, "is_detection", False)
+    if augment == "hflip" and detection:
+        train.hflip = 0.5
+    elif augment == "timm" and not detection and hasattr(train, "transform") and getattr(train, "reads_files", False):
+        train.transform = timm_train_transform(model)
+    else:
+        kind = "detection" if detection else type(train).__name__
+        raise ConfigError(f"data.train_augment={augment} does not apply to the {kind} dataset "
+                          f"{getattr(train, 'name', '') or ''}: use timm for image folders (ImageNet), hflip "
+                          "for detection, or leave it unset")
+
+
 def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
     """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train.
 
@@ -110,6 +142,8 @@ def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
         raise ValueError(f"data.shots / data.train_subset select images per class and do not apply to the "
                          f"detection dataset {cfg.name!r}; use a smaller annotation file "
                          "(or data.options.n_images for digits_det)")
+    if cfg.train_augment:
+        augment_training_split(train, cfg.train_augment, model)
     if cfg.shots:
         train = Subset(train, few_shot_indices(targets_of(train), cfg.shots, cfg.subset_seed))
     elif cfg.train_subset:
