@@ -101,7 +101,7 @@ def make_tree(root: Path, ids: list[str], cells: list[tuple[str, int]], size: in
     """JPEG (q85) files for ``ids`` in every cell, all 1,000 wnid folders present (the label space)."""
     from PIL import Image
 
-    from robustune.data.benchmarks import imagenet_wnids
+    from robustune.data.robustness_sets import imagenet_wnids
 
     rng = np.random.default_rng(0)
     for corruption, severity in cells:
@@ -130,7 +130,7 @@ def today_loop(model, ds, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run(args) -> dict:
-    from robustune.data.benchmarks import corruption_cell
+    from robustune.data.robustness_sets import corruption_cell
     from robustune.data.loading import LoaderOptions
     from robustune.eval.clean import predict
     from robustune.models import create_classifier

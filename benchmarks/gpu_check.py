@@ -156,7 +156,7 @@ def make_tree(root: Path, classes: int, per_class: int, size: int) -> Path:
     import numpy as np
     from PIL import Image
 
-    from robustune.data.benchmarks import imagenet_wnids
+    from robustune.data.robustness_sets import imagenet_wnids
 
     rng = np.random.default_rng(0)
     for wnid in imagenet_wnids()[:classes]:
@@ -170,7 +170,7 @@ def make_tree(root: Path, classes: int, per_class: int, size: int) -> Path:
 
 
 def corruption_loaders(device, smoke: bool, tree: Path) -> dict:
-    from robustune.data.benchmarks import corruption_cell
+    from robustune.data.robustness_sets import corruption_cell
     from robustune.data.loading import LoaderOptions
     from robustune.eval.clean import predict
     from robustune.models import create_classifier
@@ -197,7 +197,7 @@ def corruption_loaders(device, smoke: bool, tree: Path) -> dict:
 
 def pgd_policy(device, smoke: bool, tree: Path) -> dict:
     from robustune.attacks import create_attack
-    from robustune.data.benchmarks import corruption_cell
+    from robustune.data.robustness_sets import corruption_cell
     from robustune.eval.robust import attack_outcomes
     from robustune.models import create_classifier
 

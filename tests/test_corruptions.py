@@ -167,7 +167,7 @@ def test_jpeg_sources_default_to_jpeg_85_and_png_on_request(tmp_path):
 
 
 def test_file_datasets_stream_paths_to_the_workers_and_workers_default_to_the_cores(tmp_path, monkeypatch):
-    from robustune.corruptions import generate
+    from robustune.corruptions import datasets as generate
     from robustune.corruptions.sources import dataset_sources
     from robustune.data import create_dataset
     from robustune.data.loading import available_cores

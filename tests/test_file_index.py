@@ -21,8 +21,7 @@ def _tree(root, classes=("n01", "n02", "n03"), n=3):
 def test_the_index_is_built_once_per_tree_for_train_eval_and_class_count(tmp_path):
     from robustune.config import load_config
     from robustune.data import load_splits
-    from robustune.engine.build import count_classes
-    from robustune.eval.model_loading import load_run_model  # noqa: F401  (the eval path's loader)
+    from robustune.runs.build import count_classes
     from robustune.data.registry import create_dataset
 
     root = _tree(tmp_path / "data")

@@ -101,7 +101,7 @@ def test_unknown_decoder_is_named():
 
 def test_cells_in_memory_is_refused_when_too_big(tmp_path):
     from robustune.config import ConfigError
-    from robustune.data.benchmarks import check_cells_fit_in_memory
+    from robustune.data.robustness_sets import check_cells_fit_in_memory
 
     for c in ("fog", "snow"):
         for s in (1, 2):

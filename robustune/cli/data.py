@@ -6,25 +6,21 @@ from pathlib import Path
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
+@command()
 def verify(
     config: Path = typer.Argument(..., help="YAML preset whose data section names the image folders"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set data.root=/data/imagenet"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Check that every image of the train / val / test splits decodes (off at start-up: slow at scale)."""
-    from robustune.cli.core import USER_ERRORS
-    from robustune.config import load_config
+    from robustune.config import ConfigError, load_config
     from robustune.data.splits import verify_splits
 
     setup_logging(verbose)
-    try:
-        report = verify_splits(load_config(config, set_).data)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    report = verify_splits(load_config(config, set_).data)
     bad = 0
     for split, found in report.items():
         typer.echo(f"{split}: {found['n_files']} files, {len(found['unreadable'])} unreadable")
@@ -32,5 +28,5 @@ def verify(
             typer.echo(f"  {path}")
         bad += len(found["unreadable"])
     if bad:
-        fail(f"{bad} unreadable file(s): remove or replace them, or set data.options.verify=true to "
-             "drop them when the dataset is built")
+        raise ConfigError(f"{bad} unreadable file(s): remove or replace them, or set data.options.verify=true "
+                          "to drop them when the dataset is built")

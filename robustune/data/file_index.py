@@ -93,7 +93,7 @@ def folder_samples(root: str | os.PathLike, folders: list[str],
                    extensions: tuple[str, ...]) -> list[tuple[str, int]]:
     """(path, label) of every image under ``root/<folder>/`` (label = folder's index), sorted per
     folder; from the cached index when it is still valid, else scanned once and cached."""
-    from robustune.utils import write_text_atomic
+    from robustune.files import write_text_atomic
 
     root = Path(os.path.abspath(root))
     path = _index_path(root, list(folders), extensions)

@@ -39,7 +39,7 @@ from robustune.attacks import eval_mode
 from robustune.data.loading import device_batches, to_float_images
 from robustune.precision import autocast
 from robustune.data.detection import DetectionDataset
-from robustune.eval.results import Cell, EvalResults
+from robustune.eval.results import Cell
 from robustune.eval.suites import EvalContext, register_suite
 
 log = logging.getLogger(__name__)
