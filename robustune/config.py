@@ -80,8 +80,10 @@ class DataConfig:
     subset_seed: int = 0
     batch_size: int = ranged(64, ge=1)
     eval_batch_size: int = ranged(256, ge=1)
-    num_workers: int = ranged(0, ge=0)
-    pin_memory: bool = False
+    num_workers: int | None = ranged(None, ge=0)  # None: the cores available (capped) for file datasets, 0 in memory
+    pin_memory: bool | None = None  # None: on when the device is CUDA
+    train_augment: str | None = None  # None | timm (create_transform, ImageNet presets) | hflip (detection)
+    decode: str = "pil"  # pil | torchvision (batched decode_jpeg on the device; robustune.data.loading)
     download: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword arguments
 
@@ -121,7 +123,7 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = ranged(10, ge=1)
     keep_checkpoints: int = ranged(2, ge=0)  # 0 = keep all
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; GPUs)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (= bf16 on a GPU with bf16); robustune.precision
     channels_last: bool = False
     compile: bool = False
     eval_every: int = ranged(1, ge=0)  # validation accuracy every N epochs (0 = never)
@@ -140,6 +142,7 @@ class EvalConfig:
     n_examples: int | None = ranged(None, ge=1)
     split: str | None = None  # None: the run's data.test_split
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto: forward-only suites under autocast (robustune.precision)
 
 
 @dataclass

@@ -144,3 +144,42 @@ def test_cli_corrupt_digits(tmp_path, capsys):
     assert len(files) == 360
     assert sorted(p.name for p in (tmp_path / "pixelate" / "2").iterdir())[0] == "eight"
     assert "360 images" in capsys.readouterr().out
+
+
+def _jpeg_folder(root, n=2):
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((40, 40, 3), 60 * i + 30, np.uint8)).save(root / cls / f"{i}.JPEG", quality=95)
+    return root
+
+
+def test_jpeg_sources_default_to_jpeg_85_and_png_on_request(tmp_path):
+    src = _jpeg_folder(tmp_path / "src")
+    corrupt_dataset(src, tmp_path / "auto", "contrast", "1", workers=1)
+    written = sorted(p.relative_to(tmp_path / "auto").as_posix() for p in (tmp_path / "auto").rglob("*.jpg"))
+    assert written == [f"contrast/1/{c}/{i}.jpg" for c in "ab" for i in range(2)]
+    assert read_manifest(tmp_path / "auto")["jpeg_quality"] == 85
+    corrupt_dataset(src, tmp_path / "png", "contrast", "1", workers=1, jpeg_quality=None)
+    assert len(files_of(tmp_path / "png")) == 4 and not list((tmp_path / "png").rglob("*.jpg"))
+    corrupt_dataset(tiny_dataset(n=2), tmp_path / "mem", "contrast", "1", workers=1)  # in memory: lossless
+    assert len(files_of(tmp_path / "mem")) == 2 and not list((tmp_path / "mem").rglob("*.jpg"))
+
+
+def test_file_datasets_stream_paths_to_the_workers_and_workers_default_to_the_cores(tmp_path, monkeypatch):
+    from robustune.corruptions import datasets as generate
+    from robustune.corruptions.sources import dataset_sources
+    from robustune.data import create_dataset
+    from robustune.data.loading import available_cores
+
+    src = _jpeg_folder(tmp_path / "src" / "val")
+    ds = create_dataset("folder", "val", root=str(tmp_path / "src"))
+    sources, classes = dataset_sources(ds)
+    assert classes == ["a", "b"] and all(s.array is None and s.path for s in sources)
+    seen = {}
+    real = generate.generate_corruptions
+    monkeypatch.setattr(generate, "generate_corruptions",
+                        lambda s, c, o, cfg, info: seen.setdefault("cfg", cfg) and real(s, c, o, cfg, info))
+    corrupt_dataset(ds, tmp_path / "out", "contrast", "1")
+    assert seen["cfg"].workers == available_cores() and seen["cfg"].jpeg_quality == 85
+    assert len(list((tmp_path / "out").rglob("*.jpg"))) == 4 and src.exists()

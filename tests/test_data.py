@@ -50,7 +50,7 @@ def test_folder_skips_corrupt_files_with_one_warning(tmp_path, caplog):
     (tmp_path / "train" / "dog" / "trunc.png").write_bytes(good.read_bytes()[:20])
     (tmp_path / "train" / "empty_class").mkdir()
     with caplog.at_level(logging.WARNING):
-        ds = create_dataset("folder", "train", root=str(tmp_path), allow_empty_classes=True)
+        ds = create_dataset("folder", "train", root=str(tmp_path), allow_empty_classes=True, verify=True)
     assert len(ds) == 6
     assert any("skipped 2 unreadable" in r.message for r in caplog.records)
     assert any("no images" in r.message for r in caplog.records)
@@ -65,7 +65,7 @@ def test_folder_survives_a_file_broken_after_indexing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         images = [ds[i][0] for i in range(len(ds))]
     assert len(images) == len(ds)
-    assert any("became unreadable" in r.message for r in caplog.records)
+    assert any("is unreadable" in r.message and "robustune verify" in r.message for r in caplog.records)
 
 
 def test_folder_split_subdirectories(tmp_path):

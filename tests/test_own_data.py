@@ -127,13 +127,17 @@ def test_unreadable_images_warned_once_per_split_with_the_full_path(photo_run, t
     copy_root = tmp_path / ("a_rather_long_folder_name_" * 4) / "photos"
     shutil.copytree(root, copy_root)
     shutil.copytree(run, tmp_path / "run")
-    (tmp_path / "run" / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(root), str(copy_root)))
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text().replace(str(root), str(copy_root)))
+    config["data"]["options"]["verify"] = True  # decoding at start-up is off by default (robustune verify)
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(config))
     bad = {split: copy_root / split / "bee" / f"broken_{split}_{'x' * 60}.png" for split in ("train", "val")}
     for path in bad.values():
         path.write_bytes(b"not a png")
     assert cli("eval", str(tmp_path / "run"), "--suite", "clean", "--eps", "") == 0
     err = capsys.readouterr().err
-    for path in bad.values():  # the eval loads train twice (class count, splits) and val once
+    for path in bad.values():  # the eval loads train and val once each (class count: folder names)
         lines = [ln for ln in err.splitlines() if "unreadable" in ln and str(path.parent.parent) + " " in ln]
         assert len(lines) == 1 and str(path) in lines[0] and "skipped 1 unreadable" in lines[0], err
 

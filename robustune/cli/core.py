@@ -63,6 +63,7 @@ def eval_cmd(
     nproc: int = typer.Option(1, help="processes on this node (wraps torchrun): each cell's images are shared"),
     shard: Optional[str] = typer.Option(None, help="i/n: compute every n-th cell (processes or machines "
                                                    "sharing the folder; or join folders with `robustune merge`)"),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 | auto (default: the run's eval.precision)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell (docs/scale-out.md for many GPUs)."""
@@ -75,7 +76,8 @@ def eval_cmd(
 
     setup_logging(verbose)
     cfg = load_run_config(run)
-    ecfg = eval_config(suite, eps, steps, n_examples, split or cfg.data.test_split, seed)
+    ecfg = eval_config(suite, eps, steps, n_examples, split or cfg.data.test_split, seed,
+                       precision or cfg.eval.precision)
     part = parse_shard(shard)
     options = parse_options(option)
     if attacks:

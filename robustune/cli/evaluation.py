@@ -32,10 +32,10 @@ def parse_options(items: list[str]) -> dict[str, object]:
 
 
 def eval_config(suite: str, eps: str, steps: int, n_examples: int | None, split: str | None,
-                seed: int) -> EvalConfig:
+                seed: int, precision: str = "fp32") -> EvalConfig:
     """The evaluation settings of ``robustune eval``'s options."""
     return EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
-                      n_examples=n_examples, split=split, seed=seed)
+                      n_examples=n_examples, split=split, seed=seed, precision=precision)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

@@ -18,8 +18,9 @@ def corrupt(
     severities: str = typer.Option("1-5", help="e.g. 1-5 or 1,3,5"),
     split: str = typer.Option("test", help="split of a registered dataset"),
     root: Optional[str] = typer.Option(None, help="data root of a registered dataset that needs one"),
-    jpeg_quality: Optional[int] = typer.Option(None, help="save as JPEG of this quality (85 = ImageNet-C parity); default PNG"),
-    workers: int = typer.Option(1, help="parallel worker processes"),
+    image_format: str = typer.Option("auto", "--format", help="auto (JPEG for JPEG sources, else PNG) | jpeg | png"),
+    jpeg_quality: int = typer.Option(85, help="JPEG quality (85 = ImageNet-C's)"),
+    workers: Optional[int] = typer.Option(None, help="parallel worker processes (default: every core available)"),
     seed: int = typer.Option(0, help="base seed; each (image, corruption, severity) derives its own"),
     option: list[str] = typer.Option([], "--option", help="dataset option key=value, e.g. n_images=50 (digits_det)"),
     verbose: bool = typer.Option(False, "-v"),
@@ -42,7 +43,10 @@ def corrupt(
         opts = parse_options(option)
         source = create_dataset(dataset, split, root=root, **opts)
         info = {"dataset": dataset, "split": split, **({"root": root} if root else {}), **opts}
-    report = corrupt_dataset(source, out, corruptions, severities, seed=seed, jpeg_quality=jpeg_quality,
+    quality = {"auto": "auto", "jpeg": jpeg_quality, "png": None}.get(image_format.lower(), "?")
+    if quality == "?":
+        raise ValueError(f"--format {image_format!r}: valid: auto, jpeg, png")
+    report = corrupt_dataset(source, out, corruptions, severities, seed=seed, jpeg_quality=quality,
                              workers=workers, source_info=info)
     typer.echo(f"{report.n_images} images: wrote {report.written} files, kept {report.existing} existing, "
                f"{len(report.failed)} unreadable source(s) skipped, {report.seconds:.1f} s -> {out}")

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from robustune.corruptions.detection import corrupt_detection_dataset
-from robustune.corruptions.generate import GenerationConfig, GenerationReport, generate_corruptions, read_manifest
+from robustune.corruptions.generate import (GenerationConfig, GenerationReport, generate_corruptions, read_manifest,
+                                            resolve_jpeg_quality, resolve_workers)
 from robustune.corruptions.registry import resolve_corruptions, resolve_severities
 from robustune.corruptions.sources import dataset_sources, folder_sources
 
@@ -26,25 +27,28 @@ def _manifest_covers(manifest: dict[str, Any] | None, cfg: GenerationConfig, sou
 
 def corrupt_dataset(dataset_or_folder: Any, out_dir: str | os.PathLike,
                     corruptions: str | Sequence[str] = "common", severities: str | Sequence[int] = "1-5",
-                    *, seed: int = 0, jpeg_quality: int | None = None, workers: int = 1,
+                    *, seed: int = 0, jpeg_quality: int | str | None = "auto", workers: int | None = None,
                     classes: list[str] | None = None,
                     source_info: dict[str, Any] | None = None) -> GenerationReport:
     """Corrupt a ``Dataset`` (float [0,1] CHW items) or an image folder ``root/<class>/<file>``.
 
-    A detection dataset (``is_detection``) is written in the Michaelis et al. layout with its boxes
+    ``jpeg_quality``: ``"auto"`` (JPEG 85 for JPEG source files, else PNG; see
+    :mod:`robustune.corruptions.generate`), a quality, or None (PNG); ``workers``: None = every
+    core available. A detection dataset (``is_detection``) is written in the Michaelis et al. layout with its boxes
     (:mod:`robustune.corruptions.detection`).
     """
+    workers = resolve_workers(workers)
     if getattr(dataset_or_folder, "is_detection", False):
         return corrupt_detection_dataset(dataset_or_folder, out_dir, corruptions, severities, seed=seed,
                                          jpeg_quality=jpeg_quality, workers=workers, source_info=source_info)
-    cfg = GenerationConfig(resolve_corruptions(corruptions), resolve_severities(severities), seed,
-                           jpeg_quality, max(1, int(workers)))
     if isinstance(dataset_or_folder, (str, os.PathLike)):
         sources, found = folder_sources(dataset_or_folder)
         info = source_info or {"folder": str(Path(dataset_or_folder).resolve())}
     else:
         sources, found = dataset_sources(dataset_or_folder, classes)
         info = source_info or {"dataset": type(dataset_or_folder).__name__, "n_images": len(sources)}
+    cfg = GenerationConfig(resolve_corruptions(corruptions), resolve_severities(severities), seed,
+                           resolve_jpeg_quality(jpeg_quality, sources), workers)
     return generate_corruptions(sources, found, out_dir, cfg, info)
 
 

@@ -40,13 +40,16 @@ def detection_sources(dataset: Any) -> list[SourceImage]:
 
 def corrupt_detection_dataset(dataset: Any, out_dir: str | Path, corruptions: str | Sequence[str] = "common",
                               severities: str | Sequence[int] = "1-5", *, seed: int = 0,
-                              jpeg_quality: int | None = None, workers: int = 1,
+                              jpeg_quality: int | str | None = None, workers: int = 1,
                               source_info: dict[str, Any] | None = None) -> GenerationReport:
-    """Write the corrupted images and ``annotations.json`` (see the module docstring)."""
-    cfg = GenerationConfig(resolve_corruptions(corruptions), resolve_severities(severities), seed,
-                           jpeg_quality, max(1, int(workers)))
-    out = Path(out_dir)
+    """Write the corrupted images and ``annotations.json`` (see the module docstring);
+    ``jpeg_quality="auto"``: JPEG 85 for JPEG source files (COCO), else PNG."""
+    from robustune.corruptions.generate import resolve_jpeg_quality
+
     sources = detection_sources(dataset)
+    cfg = GenerationConfig(resolve_corruptions(corruptions), resolve_severities(severities), seed,
+                           resolve_jpeg_quality(jpeg_quality, sources), max(1, int(workers)))
+    out = Path(out_dir)
     gt = dataset.coco_ground_truth()
     for image, source in zip(gt["images"], sources):
         image["file_name"] = f"{source.stem}{cfg.extension}"

@@ -53,15 +53,25 @@ def to_uint8_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def dataset_sources(dataset: Dataset, classes: list[str] | None = None) -> tuple[list[SourceImage], list[str]]:
-    """One source per dataset item, stems ``00000``, ``00001``... in dataset order."""
+    """One source per dataset item, stems ``00000``, ``00001``... in dataset order.
+
+    Items of an untransformed file dataset travel as paths (decoded by the workers, the same
+    pixels); others are decoded here.
+    """
     classes = list(classes or getattr(dataset, "classes", []))
     width = max(5, len(str(len(dataset) - 1)))
+    by_path = getattr(dataset, "reads_files", False) and getattr(dataset, "transform", None) is None \
+        and hasattr(dataset, "samples")
     sources = []
     for i in range(len(dataset)):
-        image, label = dataset[i]
+        path, label = dataset.samples[i] if by_path else (None, None)
+        image = None
+        if not by_path:
+            image, label = dataset[i]
         label = int(label)
         name = _safe(classes[label]) if label < len(classes) else str(label)
-        sources.append(SourceImage(class_dir=name, stem=f"{i:0{width}d}", array=to_uint8_hwc(image)))
+        sources.append(SourceImage(class_dir=name, stem=f"{i:0{width}d}", path=path,
+                                   array=None if by_path else to_uint8_hwc(image)))
     if not classes:
         classes = sorted({s.class_dir for s in sources})
     return sources, [_safe(c) for c in classes]

@@ -100,6 +100,12 @@ class DetectionDataset(Dataset):
     """Images with boxes. ``classes`` are the label names, ``records`` one :class:`ImageRecord` each."""
 
     is_detection = True
+    hflip = 0.0  # probability of a horizontal flip (image and boxes); the training split's augmentation
+
+    @property
+    def reads_files(self) -> bool:
+        """Images are decoded from files (not held in memory): loaders give it worker processes."""
+        return bool(self.records) and self.records[0].array is None
 
     def __init__(self, records: list[ImageRecord], classes: list[str], name: str = "",
                  source: str = "", check_files: bool = True) -> None:
@@ -138,7 +144,13 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         arr = self.image_array(index)
         image = torch.tensor(arr).permute(2, 0, 1).float().div_(255)
-        return image, self.target(index)
+        target = self.target(index)
+        if self.hflip and float(torch.rand(())) < self.hflip:
+            image = image.flip(-1)
+            boxes = target["boxes"].clone()
+            boxes[:, [0, 2]] = image.shape[-1] - target["boxes"][:, [2, 0]]
+            target["boxes"] = boxes
+        return image, target
 
     @staticmethod
     def collate_fn(batch: list) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:

@@ -6,14 +6,17 @@ only with ``val_fraction``, which holds out a seeded fraction of each class (our
 held-out part serves every split but ``train``). An empty class folder is an error unless
 ``allow_empty_classes`` (it would shift every label of the other splits).
 
-Unreadable or corrupt image files never crash an epoch: with ``verify=True`` (the default for
-``folder``) every file is decoded once at construction and bad ones are dropped with a single
-warning per split folder (count, full path of the first); at load time a file that still fails is
-replaced by the next good image, again with one warning per dataset.
+Unreadable or corrupt image files never crash an epoch. Decoding every file up front is off by
+default (1.28 M ImageNet files would take as long as an epoch): ``robustune verify CONFIG`` (or
+``data.options.verify: true``) decodes every file once and drops bad ones with a single warning per
+split folder (count, full path of the first); without it a file that fails at load time is replaced
+by the next good image, with one warning per dataset naming it and ``robustune verify``.
+File lists come from a cached, validated index (:mod:`robustune.data.file_index`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -23,6 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from robustune.data.file_index import folder_samples
 from robustune.data.registry import register_dataset
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,27 @@ def _load_rgb(path: str) -> Image.Image:
         return img.convert("RGB")
 
 
+def _decodes(path: str) -> bool:
+    try:
+        _load_rgb(path).load()
+        return True
+    except _LOAD_ERRORS:
+        return False
+
+
+def decodable(paths: list[str], workers: int | None = None) -> list[bool]:
+    """Whether each file decodes, checked by a pool of ``workers`` processes (default: the cores available)."""
+    from robustune.data.loading import default_num_workers
+
+    workers = workers or default_num_workers()
+    if workers <= 1 or len(paths) < 256:
+        return [_decodes(p) for p in paths]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_decodes, paths, chunksize=256))
+
+
 def find_classes(root: Path) -> list[str]:
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not classes:
@@ -48,14 +73,30 @@ def find_classes(root: Path) -> list[str]:
     return classes
 
 
+def without_float_conversion(transform: Callable | None) -> Callable | None | bool:
+    """``transform`` minus its final ``ToDtype(float32, scale=True)`` (uint8 output); False if it has none."""
+    from torchvision.transforms import v2 as T
+
+    steps = getattr(transform, "transforms", None)
+    if not steps:
+        return False
+    last = steps[-1]
+    if not (isinstance(last, T.ToDtype) and last.dtype == torch.float32 and last.scale):
+        return False
+    return T.Compose(list(steps[:-1])) if len(steps) > 1 else None
+
+
 class ImageFolderDataset(Dataset):
     """``root/<class>/<image>`` with robust loading. ``classes`` are folder names unless given."""
+
+    reads_files = True  # loaders give it worker processes (robustune.data.loading)
+    _output = "float"  # "uint8": a loader's view without the final float conversion; "encoded": file bytes
 
     def __init__(
         self,
         root: str | os.PathLike,
         transform: Callable | None = None,
-        verify: bool = True,
+        verify: bool = False,
         class_names: list[str] | None = None,
         class_folders: list[str] | None = None,
         allow_empty_classes: bool = False,
@@ -66,16 +107,11 @@ class ImageFolderDataset(Dataset):
         self.folders = class_folders or find_classes(self.root)
         self.classes = class_names or list(self.folders)
         self.transform = transform
-        samples: list[tuple[str, int]] = []
-        empty = []
-        for label, name in enumerate(self.folders):
-            folder = self.root / name
-            files = sorted(
-                str(p) for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file()
-            ) if folder.is_dir() else []
-            if not files:
-                empty.append(name)
-            samples.extend((f, label) for f in files)
+        samples = folder_samples(self.root, self.folders, IMG_EXTENSIONS)  # cached index
+        counts = [0] * len(self.folders)
+        for _, label in samples:
+            counts[label] += 1
+        empty = [name for name, n in zip(self.folders, counts) if n == 0]
         if empty:
             listed = ", ".join(str(self.root / e) for e in empty[:5]) + (" ..." if len(empty) > 5 else "")
             if not allow_empty_classes:
@@ -93,13 +129,10 @@ class ImageFolderDataset(Dataset):
         self._warned = False
 
     def _drop_unreadable(self, samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        good, bad = [], []
-        for path, label in samples:
-            try:
-                _load_rgb(path).load()
-                good.append((path, label))
-            except _LOAD_ERRORS:
-                bad.append(path)
+        paths = [p for p, _ in samples]
+        bad = [p for p, ok in zip(paths, decodable(paths)) if not ok]
+        bad_set = set(bad)
+        good = [s for s in samples if s[0] not in bad_set]
         if bad and (str(self.root), len(bad), bad[0]) not in WARNED:
             WARNED.add((str(self.root), len(bad), bad[0]))
             log.warning("skipped %d unreadable image file(s) under %s (first: %s)",
@@ -118,7 +151,9 @@ class ImageFolderDataset(Dataset):
                 break
             except _LOAD_ERRORS:
                 if not self._warned:
-                    log.warning("image %s became unreadable; using the next good image instead", path)
+                    log.warning("image %s is unreadable; using the next good image instead (this changes "
+                                "which images are counted: `robustune verify CONFIG` finds and drops "
+                                "every unreadable file)", path)
                     self._warned = True
         else:
             raise RuntimeError(f"no readable image left under {self.root}")
@@ -127,13 +162,44 @@ class ImageFolderDataset(Dataset):
         if not isinstance(img, torch.Tensor):
             from torchvision.transforms.v2.functional import to_dtype, to_image
 
-            img = to_dtype(to_image(img), torch.float32, scale=True)
+            img = to_image(img) if self._output == "uint8" else to_dtype(to_image(img), torch.float32, scale=True)
         return img, label
+
+    def uint8_view(self) -> "ImageFolderDataset | None":
+        """A copy whose items are uint8 (the float conversion left to the device); None if not exact."""
+        transform = without_float_conversion(self.transform) if self.transform is not None else None
+        if transform is False:
+            return None
+        view = copy.copy(self)
+        view.transform, view._output = transform, "uint8"
+        return view
+
+    def encoded_view(self) -> "_EncodedFiles | None":
+        """The same files as (encoded bytes, label), for batched decoding on a device."""
+        transform = without_float_conversion(self.transform) if self.transform is not None else None
+        return None if transform is False else _EncodedFiles(self.samples, transform)
 
     def keep(self, indices: list[int]) -> None:
         """Restrict to ``samples[indices]`` (classes unchanged)."""
         self.samples = [self.samples[i] for i in indices]
         self.targets = [t for _, t in self.samples]
+
+
+class _EncodedFiles(Dataset):
+    """(file bytes as a uint8 tensor, label); ``device_transform`` resizes / crops after decoding."""
+
+    def __init__(self, samples: list[tuple[str, int]], device_transform: Callable | None) -> None:
+        self.samples, self.device_transform = samples, device_transform
+        self.targets = [t for _, t in samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from torchvision.io import read_file
+
+        path, label = self.samples[index]
+        return read_file(path), label
 
 
 def split_folders(base: Path) -> list[str]:
@@ -165,6 +231,16 @@ def _split_root(root: str | None, split: str) -> Path | None:
             f"{str(base)!r} are: {', '.join(splits)}. Use one of them (data.train_split / data.val_split / "
             "data.test_split in the config, --split for eval and analyze)")
     return None
+
+
+def folder_class_names(root: str, split: str) -> list[str] | None:
+    """Sorted class folder names of ``root/<split>/`` (or of a flat ``root``); None when the layout
+    is not there (building the dataset then raises the error that explains it)."""
+    try:
+        path = _split_root(root, split)
+        return find_classes(path if path is not None else Path(root))
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def held_out_indices(targets: list[int], fraction: float, seed: int) -> list[int]:
@@ -204,7 +280,7 @@ def _flat_split(base: Path, split: str, val_fraction: float | None, seed: int, *
 
 
 @register_dataset("folder")
-def folder(split: str = "train", root: str | None = None, transform=None, verify: bool = True,
+def folder(split: str = "train", root: str | None = None, transform=None, verify: bool = False,
            val_fraction: float | None = None, split_seed: int = 0, allow_empty_classes: bool = False,
            **_: object) -> Dataset:
     """An ImageFolder tree ``root/<split>/<class>/``; a flat ``root/<class>/`` needs ``val_fraction``."""

@@ -169,6 +169,44 @@ def memory_cell(root: str | os.PathLike, corruption: str, severity: int,
     return view
 
 
+MEMORY_FRACTION = 0.25  # ours: cells_in_memory may take at most this share of the available memory
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable``; else free pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_cells_fit_in_memory(root: str | os.PathLike, cells: dict[str, list[int]],
+                              available: int | None = None) -> int:
+    """Estimated bytes of ``cells`` decoded as uint8 (files × the first image's H × W × 3); raises
+    an error naming the estimate and the fix when it exceeds :data:`MEMORY_FRACTION` of the
+    available memory (a :class:`robustune.config.ConfigError`). Up to 128 cells are kept (the decode cache's size)."""
+    first = next(((c, s) for c, sev in cells.items() for s in sev), None)
+    if first is None:
+        return 0
+    ds = corruption_cell(root, *first)
+    x = ds[0][0]
+    per_cell = len(ds) * int(np.prod(x.shape[-3:]))
+    total = per_cell * min(sum(len(s) for s in cells.values()), 128)
+    available = available_memory() if available is None else available
+    if total > MEMORY_FRACTION * available:
+        from robustune.config import ConfigError
+
+        raise ConfigError(
+            f"cells_in_memory would keep ≈ {total / 2**30:.1f} GiB of decoded images ({len(ds)} images of "
+            f"{tuple(x.shape[-2:])} px per cell), more than {MEMORY_FRACTION:.0%} of the "
+            f"{available / 2**30:.1f} GiB available: drop --option cells_in_memory (each cell is then "
+            "decoded by the loader's workers) or select fewer cells")
+    return total
+
+
 def corruption_cell(root: str | os.PathLike, corruption: str, severity: int, **kwargs) -> Dataset:
     """A corrupted cell from either layout (CIFAR-C arrays when ``labels.npy`` exists)."""
     if (Path(root) / "labels.npy").exists():

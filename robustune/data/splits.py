@@ -38,6 +38,21 @@ def classes_of(ds: Dataset) -> list[str]:
     return classes_of(ds.dataset) if isinstance(ds, Subset) else list(getattr(ds, "classes"))
 
 
+FOLDER_DATASETS = ("folder", "imagenet")  # class names = sorted folder names of the training split
+
+
+def class_names(cfg: DataConfig) -> list[str]:
+    """Class names of ``cfg``'s training split; for folder datasets from the folder names alone,
+    without listing a single image file (ImageNet: 1,000 names instead of 1.28 M files)."""
+    if cfg.name in FOLDER_DATASETS and not cfg.options.get("class_names") and cfg.root:
+        from robustune.data.folder import folder_class_names
+
+        names = folder_class_names(cfg.root, cfg.train_split)
+        if names is not None:
+            return names
+    return classes_of(create_dataset(cfg.name, cfg.train_split, **dataset_options(cfg)))
+
+
 def model_input_options(model: Any | None) -> dict[str, Any]:
     """Keyword arguments that size a dataset for ``model`` (its input size and crop)."""
     if model is None:
@@ -83,6 +98,38 @@ def check_same_classes(expected: list[str], got: list[str], expected_name: str, 
                      "same class folders")
 
 
+AUGMENTS = ("timm", "hflip")
+
+
+def timm_train_transform(model: Any):
+    """timm's ImageNet training transform (RandomResizedCrop, flip, colour jitter 0.4: timm's defaults,
+    our choice for the fine-tuning presets) sized for ``model``, ending as a [0,1] float tensor."""
+    from timm.data import create_transform
+    from torchvision.transforms import v2 as T
+
+    size = int(getattr(model, "input_size", (3, 224, 224))[-1])
+    aug = create_transform(size, is_training=True, interpolation=getattr(model, "interpolation", "bilinear"),
+                           normalize=False)
+    steps = list(aug.transforms)[:-1]  # its ToTensor → ToImage + ToDtype: loaders can ship uint8
+    return T.Compose([*steps, T.ToImage(), T.ToDtype(torch.float32, scale=True)])
+
+
+def augment_training_split(train: Dataset, augment: str, model: Any | None) -> None:
+    """Training-split augmentation: ``timm`` (image folders) or ``hflip`` (detection, boxes flipped too)."""
+    if augment not in AUGMENTS:
+        raise ConfigError(f"unknown data.train_augment {augment!r}; valid: {', '.join(AUGMENTS)}")
+    detection = getattr(train, "is_detection", False)
+    if augment == "hflip" and detection:
+        train.hflip = 0.5
+    elif augment == "timm" and not detection and hasattr(train, "transform") and getattr(train, "reads_files", False):
+        train.transform = timm_train_transform(model)
+    else:
+        kind = "detection" if detection else type(train).__name__
+        raise ConfigError(f"data.train_augment={augment} does not apply to the {kind} dataset "
+                          f"{getattr(train, 'name', '') or ''}: use timm for image folders (ImageNet), hflip "
+                          "for detection, or leave it unset")
+
+
 def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
     """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train.
 
@@ -95,6 +142,8 @@ def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
         raise ValueError(f"data.shots / data.train_subset select images per class and do not apply to the "
                          f"detection dataset {cfg.name!r}; use a smaller annotation file "
                          "(or data.options.n_images for digits_det)")
+    if cfg.train_augment:
+        augment_training_split(train, cfg.train_augment, model)
     if cfg.shots:
         train = Subset(train, few_shot_indices(targets_of(train), cfg.shots, cfg.subset_seed))
     elif cfg.train_subset:
@@ -106,6 +155,23 @@ def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
             check_same_classes(classes, classes_of(ds), f"the {cfg.train_split!r} split",
                                f"the {name!r} split")
     return DataSplits(train=train, val=val, test=test, classes=classes)
+
+
+def verify_splits(cfg: DataConfig) -> dict[str, dict[str, Any]]:
+    """Decode every image file of ``cfg``'s splits once: split → {"n_files", "unreadable": [paths]}.
+
+    The explicit check behind ``robustune verify``; splits of datasets that read no files report
+    ``n_files`` 0.
+    """
+    from robustune.data.folder import decodable
+
+    out: dict[str, dict[str, Any]] = {}
+    for split in dict.fromkeys(s for s in (cfg.train_split, cfg.val_split, cfg.test_split) if s):
+        ds = create_dataset(cfg.name, split, **dataset_options(cfg))
+        base = ds.dataset if isinstance(ds, Subset) else ds
+        paths = [p for p, _ in getattr(base, "samples", [])] if getattr(base, "reads_files", False) else []
+        out[split] = {"n_files": len(paths), "unreadable": [p for p, ok in zip(paths, decodable(paths)) if not ok]}
+    return out
 
 
 class IndexedDataset(Dataset):
@@ -144,8 +210,12 @@ class SkipSampler(Sampler):
     def __len__(self) -> int:
         return max(0, len(self.inner) - self.skip)
 
-    def set_epoch(self, epoch: int) -> None:  # DistributedSampler's
+    def set_epoch(self, epoch: int, skip: int | None = None) -> None:
+        """The inner sampler's epoch (DistributedSampler, EpochSampler); ``skip``: a new skip for it
+        (a loader reused across epochs skips only in the epoch a run resumed inside)."""
         self.inner.set_epoch(epoch)
+        if skip is not None:
+            self.skip = skip
 
 
 def build_loader(ds: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,

@@ -25,7 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from robustune.config import RunConfig
-from robustune.data import DataSplits, IndexedDataset, build_loader
+from robustune.data import DataSplits, IndexedDataset
+from robustune.data.loading import DeviceBatches, EpochSampler, LoaderOptions
+from robustune.data.splits import SkipSampler
 from robustune import distributed as dist
 from robustune.engine.checkpoint import (checkpoint_name, latest_checkpoint, list_checkpoints, non_finite_tensors,
                                          save_checkpoint)
@@ -39,6 +41,7 @@ from robustune.eval.clean import accuracy
 from robustune.files import check_folder_lock, file_sha256, folder_lock, save_tensors
 from robustune.preemption import Preempted, StopSignals
 from robustune.methods import Method, SetupContext, StepContext
+from robustune.precision import autocast, check_inner_attack_precision, resolve_precision
 from robustune.runs.build import build_run
 from robustune.runs.record import write_run_record
 from robustune.utils import resolve_device, step_generator
@@ -58,27 +61,30 @@ class TrainResult:
 
 
 def _autocast(cfg: RunConfig, device: torch.device):
-    if cfg.train.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
-    if dtype is None:
-        raise ValueError(f"unknown train.precision {cfg.train.precision!r}; valid: fp32, bf16, fp16")
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return autocast(resolve_precision(cfg.train.precision, device), device)
 
 
-def _epoch_loader(splits: DataSplits, cfg: RunConfig, epoch: int, with_index: bool = False, skip: int = 0):
-    seed = cfg.train.seed * 10_007 + epoch
+def _train_batches(splits: DataSplits, cfg: RunConfig, device: torch.device,
+                   with_index: bool = False) -> tuple[DeviceBatches, SkipSampler, int]:
+    """The training batches of every epoch: one loader (workers kept), reshuffled per epoch.
+
+    The order of epoch e depends only on (seed, e) (``sampler.set_epoch(e)``): the same orders the
+    per-epoch loaders of earlier versions drew, so resumes stay exact; ``sampler.set_epoch(e,
+    skip=k)`` leaves out the first k samples of this rank's order (a resume inside epoch e).
+    Returns (batches, sampler, per-rank batch size).
+    """
     train_set = IndexedDataset(splits.train) if with_index else splits.train
-    sampler = None
     if dist.is_distributed():
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.train.seed, drop_last=True)
-        sampler.set_epoch(epoch)
+    else:
+        seed = cfg.train.seed
+        sampler = EpochSampler(len(train_set), lambda epoch: seed * 10_007 + epoch)
+    sampler = SkipSampler(sampler, 0)
     batch = dist.per_rank_batch(cfg.data.batch_size)
-    return build_loader(train_set, batch, shuffle=True, seed=seed, sampler=sampler,
-                        num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
-                        drop_last=sampler is not None, skip=skip * batch)
+    return DeviceBatches(train_set, batch, device, LoaderOptions.from_config(cfg.data), sampler=sampler,
+                         drop_last=dist.is_distributed()), sampler, batch
 
 
 def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, device, epoch: int,
@@ -96,7 +102,7 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
     for batch in bar:
         if cfg.train.max_steps is not None and step >= cfg.train.max_steps:
             break
-        images, labels = to_device(batch[0], device), to_device(batch[1], device)
+        images, labels = to_device(batch[0], device), to_device(batch[1], device)  # images: on device already
         indices = batch[2] if len(batch) > 2 else None
         if cfg.train.channels_last and torch.is_tensor(images):
             images = images.contiguous(memory_format=torch.channels_last)
@@ -241,6 +247,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
     torch.manual_seed(cfg.train.seed)
     if method is None or splits is None:
         method, splits = build_run(cfg)
+    check_inner_attack_precision(resolve_precision(cfg.train.precision, device), cfg.method.name,
+                                 method.has_inner_attack)
     method.to(device)
     if cfg.train.channels_last:
         method.to(memory_format=torch.channels_last)
@@ -256,12 +264,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         log.info("%s already finished (%d epochs); nothing was changed", run_dir, done)
         method.load_export(run_dir / "model.safetensors")
         return TrainResult(run_dir, method, splits, 0, None, already_finished=True)
-    steps_per_epoch = max(1, len(_epoch_loader(splits, cfg, 0)))
+    batches, sampler, batch = _train_batches(splits, cfg, device, with_index=method.needs_indices)
+    steps_per_epoch = max(1, len(batches))
     if main:
         write_run_record(run_dir, cfg, steps_per_epoch=steps_per_epoch)
     opt = create_optimizer(method.trainable_parameters(), cfg.optim)
     sched = create_scheduler(opt, cfg.optim, steps_per_epoch, cfg.train.epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(cfg.train.precision, device) == "fp16")
     metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=main)
     setup_ctx = SetupContext(train_set=splits.train, device=device, seed=cfg.train.seed,
                              run_dir=run_dir, batch_size=cfg.data.eval_batch_size)
@@ -272,7 +281,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         method.setup(setup_ctx)
     phases = {"setup": time.perf_counter() - t0}
     loop = _EpochLoop(cfg, run_dir, device, method, splits, opt, sched, metrics, setup_ctx,
-                      steps_per_epoch, scaler, steps)
+                      steps_per_epoch, scaler, steps, batches, sampler, batch)
     epochs_run, val_acc = loop.run(point)
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
     if main:
@@ -296,6 +305,9 @@ class _EpochLoop:
     steps_per_epoch: int
     scaler: Any
     checkpoints: StepCheckpoints
+    batches: DeviceBatches
+    sampler: SkipSampler
+    batch: int  # per rank
     step: int = 0
 
     def run(self, point: ResumePoint) -> tuple[int, float | None]:
@@ -305,6 +317,7 @@ class _EpochLoop:
             Preempted: a stop signal came; a step checkpoint holds everything done so far.
         """
         cfg, method = self.cfg, self.method
+        precision = resolve_precision(cfg.train.precision, self.device)
         ddp_method = _wrap_ddp(method, self.device)
         val_acc, epochs_run, self.step = None, 0, point.step
         watched = finite_tensor_names(method)
@@ -316,9 +329,9 @@ class _EpochLoop:
             totals = torch.zeros(3, device=self.device)  # loss sum, correct, seen: no per-step sync
             if skip and point.totals is not None and dist.is_main_process():
                 totals += torch.tensor(point.totals, device=self.device)  # summed over ranks: once
-            loader = _epoch_loader(self.splits, cfg, epoch, with_index=self.method.needs_indices, skip=skip)
+            self.sampler.set_epoch(epoch, skip=skip * self.batch)
             self.step, stats, stopped = _train_epoch(
-                ddp_method, loader, self.opt, self.sched, self.scaler, cfg, self.device, epoch, self.step,
+                ddp_method, self.batches, self.opt, self.sched, self.scaler, cfg, self.device, epoch, self.step,
                 self.metrics, self.run_dir, totals, lambda s, t: self._after_step(epoch, s, t, watched))
             if stopped:
                 self._stopped(epoch)
@@ -331,10 +344,12 @@ class _EpochLoop:
                     from robustune.eval.detection import detection_map
 
                     stats["val_mAP"] = detection_map(method.eval_model(), self.splits.val,
-                                                     cfg.data.eval_batch_size, self.device)["mAP"]
+                                                     cfg.data.eval_batch_size, self.device,
+                                                     precision=precision)["mAP"]
                 else:
                     val_acc = accuracy(method.eval_model(), self.splits.val, cfg.data.eval_batch_size,
-                                       self.device)
+                                       self.device, loader=LoaderOptions.from_config(cfg.data),
+                                       precision=precision)
                     stats["val_acc"] = val_acc
             stats["epoch_seconds"] = time.perf_counter() - te
             self.metrics.write({"step": self.step, "epoch": epoch, "epoch_end": True,

@@ -145,7 +145,8 @@ def _autoattack_cell(ctx: EvalContext, key: str, attack: AutoAttack, threat: dic
 
 def _attack_cell(ctx: EvalContext, key: str, attack: Attack, threat: dict[str, Any]) -> Cell:
     clean, robust = attack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size, ctx.device,
-                                    desc=key, seed=ctx.cfg.seed, state_path=ctx.state_path(key))
+                                    desc=key, seed=ctx.cfg.seed, state_path=ctx.state_path(key),
+                                    loader=ctx.loader, precision=ctx.precision)
     ctx.save_per_sample(key, correct=robust, clean=clean)
     return Cell.from_outcomes(key, "adversarial", "robust_accuracy", robust, threat_model=threat,
                               clean_accuracy=clean.double().mean().item())

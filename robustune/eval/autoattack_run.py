@@ -61,9 +61,9 @@ def _clean_pass(model: nn.Module, dataset: Dataset, batch_size: int, device) -> 
     def work(batch) -> list[bool]:
         x, y = batch
         with torch.no_grad():
-            return (model(x.to(device)).argmax(1).cpu() == torch.as_tensor(y)).tolist()
+            return (model(x).argmax(1).cpu() == torch.as_tensor(y)).tolist()
 
-    return [v for part in map_batches(dataset, batch_size, work) for v in part]
+    return [v for part in map_batches(dataset, batch_size, work, device=device) for v in part]
 
 
 def _run_component(attack: AutoAttack, k: int, dataset: Dataset, state: dict[str, Any],
@@ -83,7 +83,7 @@ def _run_component(attack: AutoAttack, k: int, dataset: Dataset, state: dict[str
 
     def work(b: int, _points, batch) -> list[int]:
         x, y = batch
-        x, y = x.to(device), torch.as_tensor(y).to(device)
+        y = torch.as_tensor(y).to(x.device)
         _, fooled = attack.run_component(k, x, y, step_generator(seed, k, b, device=device))
         return [idx[b * batch_size + j] for j in fooled.nonzero().squeeze(1).tolist()]
 
@@ -96,7 +96,8 @@ def _run_component(attack: AutoAttack, k: int, dataset: Dataset, state: dict[str
         current["seconds"] = before + time.perf_counter() - t0
         save_batch_state(path, state)
 
-    run_rounds(dataset, idx, batch_size, todo, work, record, desc=f"AutoAttack {attack.component_names[k]}")
+    run_rounds(dataset, idx, batch_size, todo, work, record, desc=f"AutoAttack {attack.component_names[k]}",
+               device=device)
     n = len(state["robust"])
     state.pop("current")
     return {"name": attack.component_names[k], "attacked": len(idx),

@@ -37,6 +37,8 @@ from torch.utils.data import Dataset, Subset
 
 from robustune import distributed as dist
 from robustune.attacks import eval_mode
+from robustune.data.loading import to_float_images
+from robustune.precision import autocast
 from robustune.data.detection import DetectionDataset
 from robustune.eval.results import Cell
 from robustune.eval.suites import EvalContext, register_suite
@@ -59,20 +61,25 @@ def as_detection_dataset(ds: Dataset) -> DetectionDataset:
 
 @torch.no_grad()
 def predict_detections(model: nn.Module, dataset: Dataset, batch_size: int = 8,
-                       device: torch.device | str = "cpu", desc: str = "detect") -> list[dict[str, torch.Tensor]]:
+                       device: torch.device | str = "cpu", desc: str = "detect", *,
+                       precision: str = "fp32") -> list[dict[str, torch.Tensor]]:
     """One dict per image (``boxes`` x1y1x2y2 px, ``scores``, ``labels`` 0..C-1), on the CPU.
 
-    Under torch.distributed (evaluation, or validation during DDP training) the batches are dealt
-    to the ranks and every rank returns every image's predictions, in dataset order.
+    Forward passes under the precision policy's autocast (:mod:`robustune.precision`); boxes and
+    scores come back as float32. Under torch.distributed (evaluation, or validation during DDP
+    training) the batches are dealt to the ranks and every rank returns every image's
+    predictions, in dataset order.
     """
     from robustune.eval.sharding import map_batches
 
     def work(batch) -> list[dict[str, torch.Tensor]]:
         images, _ = batch
-        return [{k: v.detach().cpu() for k, v in p.items()} for p in model([x.to(device) for x in images])]
+        preds = model([to_float_images(x, device) for x in images])
+        return [{k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu() for k, v in p.items()}
+                for p in preds]
 
-    with eval_mode(model):
-        return [p for part in map_batches(dataset, batch_size, work, desc=desc) for p in part]
+    with eval_mode(model), autocast(precision, device):
+        return [p for part in map_batches(dataset, batch_size, work, desc=desc, device=device) for p in part]
 
 
 def coco_detections(preds: list[dict[str, torch.Tensor]], image_ids: list[int] | None = None) -> list[dict]:
@@ -127,10 +134,12 @@ def no_detection_stats(ground_truth: dict[str, Any]) -> dict[str, float | None]:
 
 
 def detection_map(model: nn.Module, dataset: Dataset, batch_size: int = 8,
-                  device: torch.device | str = "cpu", desc: str = "detect") -> dict[str, float | None]:
+                  device: torch.device | str = "cpu", desc: str = "detect", *,
+                  precision: str = "fp32") -> dict[str, float | None]:
     """COCO stats of ``model`` on ``dataset`` (labels and ground truth in the dataset's class space)."""
     ds = as_detection_dataset(dataset)
-    return coco_map(ds.coco_ground_truth(), coco_detections(predict_detections(model, ds, batch_size, device, desc)))
+    preds = predict_detections(model, ds, batch_size, device, desc, precision=precision)
+    return coco_map(ds.coco_ground_truth(), coco_detections(preds))
 
 
 def map_cells(prefix: str, suite: str, stats: dict[str, float | None], n: int, **details: Any) -> list[Cell]:
@@ -175,7 +184,8 @@ def draw_detections(dataset: DetectionDataset, preds: list[dict], path: Path, n:
 def clean_detection_suite(ctx: EvalContext):
     def compute() -> list[Cell]:
         ds = as_detection_dataset(ctx.dataset)
-        preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean")
+        preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean",
+                                   precision=ctx.precision)
         figure = ctx.out_dir / "figures" / "detections_clean.png"
         if dist.is_main_process():  # rank 0 writes the results folder
             draw_detections(ds, preds, figure)

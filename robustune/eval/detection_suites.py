@@ -72,7 +72,8 @@ def corruptions_detection_suite(ctx: EvalContext):
 
             def compute(c: str = corruption, s: int = severity, key: str = key) -> list[Cell]:
                 ds = corrupted_cell_dataset(root, c, s)
-                preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=key)
+                preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=key,
+                                           precision=ctx.precision)
                 stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
                 cells = map_cells(key, SUITE, stats, len(ds), corruption=c, severity=s, root=str(root))
                 return cells[:1]  # the mAP cell; the other stats stay in its details
@@ -110,7 +111,8 @@ def ood_detection_cells(ctx: EvalContext, name: str, default_map: str) -> list[C
     mapping = {} if spec == "none" else load_category_map(str(spec))
     classes = ctx.classes or [str(i) for i in range(getattr(ctx.model, "num_classes", 0))]
     index = class_map(classes, ds.classes, mapping)
-    preds = relabel_predictions(predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=name),
+    preds = relabel_predictions(predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=name,
+                                                   precision=ctx.precision),
                                 index, len(classes))
     stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
     mapped = {classes[i]: ds.classes[j] for i, j in index.items()}

@@ -83,7 +83,8 @@ def beta_cells(ctx: EvalContext, root: str, split: str, beta: float) -> list[Cel
 
     ds = as_detection_dataset(create_dataset(SUITE, split, root=root, beta=beta))
     index, n_classes = label_index(ctx, ds.classes)
-    preds = relabel_predictions(predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=beta_key(beta)),
+    preds = relabel_predictions(predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=beta_key(beta),
+                                                   precision=ctx.precision),
                                 index, n_classes)
     stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
     return map_cells(beta_key(beta), SUITE, stats, len(ds), beta=beta, root=root, split=split)

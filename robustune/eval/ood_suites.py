@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 from robustune.data.robustness_sets import (
     PerturbationSequences,
     available_cells,
+    check_cells_fit_in_memory,
     corruption_cell,
     imagenet_subset_indices,
     memory_cell,
@@ -133,6 +134,8 @@ def _folder_classes(ctx: EvalContext, root: Path, corruption: str, severity: int
 def corruptions_suite(ctx: EvalContext):
     root = corruption_root(ctx, "an ImageNet-C style tree, a CIFAR-C folder, or one made by `robustune corrupt`")
     cells = selected_cells(root, ctx.options)
+    if ctx.options.get("cells_in_memory"):
+        check_cells_fit_in_memory(root, cells)
     for corruption, severities in cells.items():
         for severity in severities:
             key = corruption_key(corruption, severity)
@@ -143,7 +146,8 @@ def corruptions_suite(ctx: EvalContext):
                     ds = memory_cell(root, c, s, classes)
                 else:
                     ds = corruption_cell(root, c, s, classes=classes)
-                pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device)
+                pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device,
+                                  loader=ctx.loader, precision=ctx.precision)
                 correct = pred == y
                 ctx.save_per_sample(key, correct=correct, pred=pred, label=y)
                 return Cell.from_outcomes(key, SUITE, "top1_accuracy", correct, corruption=c, severity=s,
@@ -261,17 +265,20 @@ def corruption_summary_cells(results: EvalResults, options: Mapping[str, Any], n
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, dataset: Dataset, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, labels) over ``dataset`` in order; batches dealt to the ranks under torch.distributed."""
+def predict_logits(model: nn.Module, dataset: Dataset, batch_size: int, device, *, loader=None,
+                   precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) over ``dataset`` in order (float32 logits, forward under the precision
+    policy's autocast); batches dealt to the ranks under torch.distributed."""
     from robustune.attacks import eval_mode
     from robustune.eval.sharding import map_batches
+    from robustune.precision import autocast
 
     def work(batch):
         x, y = batch
-        return model(x.to(device)).float().cpu(), torch.as_tensor(y)
+        return model(x).float().cpu(), torch.as_tensor(y)
 
-    with eval_mode(model):
-        parts = map_batches(dataset, batch_size, work)
+    with eval_mode(model), autocast(precision, device):
+        parts = map_batches(dataset, batch_size, work, device=device, loader=loader)
     return torch.cat([p for p, _ in parts]), torch.cat([y for _, y in parts])
 
 
@@ -287,7 +294,8 @@ def _subset_suite(name: str):
             from robustune.data import create_dataset
 
             ds = create_dataset(name, root=root, transform=model_input_options(ctx.model)["transform"])
-            logits, y = predict_logits(ctx.model, ds, ctx.batch_size, ctx.device)
+            logits, y = predict_logits(ctx.model, ds, ctx.batch_size, ctx.device, loader=ctx.loader,
+                                       precision=ctx.precision)
             correct = cm.subset_top1_correct(logits, y, imagenet_subset_indices(name))
             ctx.save_per_sample(name, correct=correct, label=y)
             return Cell.from_outcomes(name, name, "top1_accuracy", correct, masked_to_classes=200,

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from robustune import distributed as dist
 from robustune.attacks import Attack, eval_mode
+from robustune.data.loading import LoaderOptions
 from robustune.eval.sharding import n_batches, run_rounds
 from robustune.files import read_json, write_json
 
@@ -51,11 +52,13 @@ def json_roundtrip(data: Any) -> Any:
 def save_batch_state(path: Path | None, state: dict[str, Any]) -> None:
     if path is not None and dist.is_main_process():
         write_json(path, state)
+from robustune.precision import correct_rechecked, fp32_gradients
 
 
 def attack_outcomes(model: nn.Module, dataset: Dataset, attack: Attack, batch_size: int = 256,
                     device: torch.device | str = "cpu", desc: str = "attack",
-                    seed: int = 0, state_path: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    seed: int = 0, state_path: str | Path | None = None, *, loader: LoaderOptions | None = None,
+                    precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (clean correct, robust correct) booleans under ``attack``.
 
     A point counts as robust only if it is also classified correctly when clean. Each batch's
@@ -63,6 +66,9 @@ def attack_outcomes(model: nn.Module, dataset: Dataset, attack: Attack, batch_si
     so the batches may be dealt to the ranks of a process group and resumed in any order. With
     ``state_path`` the outcomes of finished batches are saved (JSON, atomically, by rank 0) after
     every round of batches, and a rerun skips them: a kill repeats at most one batch per rank.
+    Precision policy (:mod:`robustune.precision`): the attack's gradient steps run in fp32 (TF32
+    allowed under a reduced policy); the clean and adversarial checks run under autocast and every
+    point they leave correct is re-checked in fp32 before it counts.
     """
     path = Path(state_path) if state_path is not None else None
     settings = {k: v for k, v in vars(attack).items() if isinstance(v, (int, float, str, bool))}
@@ -73,12 +79,11 @@ def attack_outcomes(model: nn.Module, dataset: Dataset, attack: Attack, batch_si
 
     def work(b: int, _idx, batch) -> tuple[list[bool], list[bool]]:
         x, y = batch
-        x, y = x.to(device), torch.as_tensor(y).to(device)
-        with torch.no_grad():
-            ok = model(x).argmax(1) == y
-        adv = attack(x, y, generator=batch_generator(seed, b, x.device))
-        with torch.no_grad():
-            rob = (model(adv).argmax(1) == y) & ok
+        y = torch.as_tensor(y).to(x.device)
+        ok = correct_rechecked(model, x, y, precision)
+        with fp32_gradients(precision):
+            adv = attack(x, y, generator=batch_generator(seed, b, x.device))
+        rob = correct_rechecked(model, adv, y, precision) & ok
         return ok.cpu().tolist(), rob.cpu().tolist()
 
     def record(parts) -> None:
@@ -87,7 +92,7 @@ def attack_outcomes(model: nn.Module, dataset: Dataset, attack: Attack, batch_si
         save_batch_state(path, state)
 
     with eval_mode(model):
-        run_rounds(dataset, range(len(dataset)), batch_size, todo, work, record, desc)
+        run_rounds(dataset, range(len(dataset)), batch_size, todo, work, record, desc, device=device, loader=loader)
     order = [state["batches"][str(b)] for b in range(n_batches(len(dataset), batch_size))]
     clean = [v for ok, _ in order for v in ok]
     robust = [v for _, rob in order for v in rob]
@@ -95,6 +100,7 @@ def attack_outcomes(model: nn.Module, dataset: Dataset, attack: Attack, batch_si
 
 
 def robust_accuracy(model: nn.Module, dataset: Dataset, make_attack: Callable[[nn.Module], Attack],
-                    batch_size: int = 256, device: torch.device | str = "cpu") -> float:
-    _, rob = attack_outcomes(model, dataset, make_attack(model), batch_size, device)
+                    batch_size: int = 256, device: torch.device | str = "cpu", *,
+                    precision: str = "fp32") -> float:
+    _, rob = attack_outcomes(model, dataset, make_attack(model), batch_size, device, precision=precision)
     return rob.float().mean().item()

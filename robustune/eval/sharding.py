@@ -16,8 +16,10 @@ from typing import Any, Callable, Iterator, Sequence
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+import torch
+
 from robustune import distributed as dist
-from robustune.data import build_loader
+from robustune.data.loading import LoaderOptions, device_batches
 
 
 def batch_points(n: int, batch_size: int, b: int) -> list[int]:
@@ -29,11 +31,13 @@ def n_batches(n: int, batch_size: int) -> int:
     return -(-n // max(batch_size, 1))
 
 
-def batches_of(dataset: Dataset, points: Sequence[int], batch_size: int,
-               batch_ids: Sequence[int]) -> Iterator[tuple[int, list[int], Any]]:
-    """(batch index, dataset indices, loader batch) for ``batch_ids`` (ascending) of ``points``.
+def batches_of(dataset: Dataset, points: Sequence[int], batch_size: int, batch_ids: Sequence[int],
+               device: torch.device | str = "cpu",
+               loader: LoaderOptions | None = None) -> Iterator[tuple[int, list[int], Any]]:
+    """(batch index, dataset indices, batch on ``device``) for ``batch_ids`` (ascending) of ``points``.
 
-    One loader serves them all: every batch but the last of ``points`` is full, so the loader's
+    One loader (:func:`robustune.data.loading.device_batches`: workers, uint8 transport converted on
+    the device) serves them all: every batch but the last of ``points`` is full, so the loader's
     batches over the concatenated indices are exactly the requested ones.
     """
     ids = list(batch_ids)
@@ -42,14 +46,15 @@ def batches_of(dataset: Dataset, points: Sequence[int], batch_size: int,
     chosen = [[points[i] for i in batch_points(len(points), batch_size, b)] for b in ids]
     flat = [i for idx in chosen for i in idx]
     whole = flat == list(range(len(dataset)))
-    loader = build_loader(dataset if whole else Subset(dataset, flat), batch_size)
-    yield from ((b, idx, batch) for b, idx, batch in zip(ids, chosen, loader))
+    batches = device_batches(dataset if whole else Subset(dataset, flat), batch_size, device, loader)
+    yield from ((b, idx, batch) for b, idx, batch in zip(ids, chosen, batches))
 
 
 def run_rounds(dataset: Dataset, points: Sequence[int], batch_size: int, todo: Sequence[int],
                work: Callable[[int, list[int], Any], Any],
-               on_round: Callable[[list[tuple[int, list[int], Any]]], None], desc: str = "") -> None:
-    """Run ``work(b, indices, batch)`` on this rank's share of the batches ``todo``.
+               on_round: Callable[[list[tuple[int, list[int], Any]]], None], desc: str = "", *,
+               device: torch.device | str = "cpu", loader: LoaderOptions | None = None) -> None:
+    """Run ``work(b, indices, batch)`` on this rank's share of the batches ``todo`` (batches on ``device``).
 
     After each round every rank calls ``on_round`` with every rank's ``(b, indices, result)`` of
     that round (batch order), so all ranks hold the same state and rank 0 may checkpoint it.
@@ -57,7 +62,7 @@ def run_rounds(dataset: Dataset, points: Sequence[int], batch_size: int, todo: S
     todo = sorted(todo)
     mine = todo[dist.rank()::dist.world_size()]
     rounds = -(-len(todo) // dist.world_size())
-    it = batches_of(dataset, points, batch_size, mine)
+    it = batches_of(dataset, points, batch_size, mine, device, loader)
     bar = tqdm(total=rounds, desc=desc, leave=False, disable=not dist.is_main_process() or not desc)
     for _ in range(rounds):
         item = next(it, None)
@@ -68,8 +73,8 @@ def run_rounds(dataset: Dataset, points: Sequence[int], batch_size: int, todo: S
     bar.close()
 
 
-def map_batches(dataset: Dataset, batch_size: int, work: Callable[[Any], Any],
-                desc: str = "") -> list[Any]:
+def map_batches(dataset: Dataset, batch_size: int, work: Callable[[Any], Any], desc: str = "", *,
+                device: torch.device | str = "cpu", loader: LoaderOptions | None = None) -> list[Any]:
     """``work(batch)`` of every batch of ``dataset`` (sharded over the ranks), in batch order, on every rank."""
     out: dict[int, Any] = {}
 
@@ -77,5 +82,5 @@ def map_batches(dataset: Dataset, batch_size: int, work: Callable[[Any], Any],
         out.update({b: r for b, _, r in parts})
 
     run_rounds(dataset, range(len(dataset)), batch_size, range(n_batches(len(dataset), batch_size)),
-               lambda b, idx, batch: work(batch), collect, desc)
+               lambda b, idx, batch: work(batch), collect, desc, device=device, loader=loader)
     return [out[b] for b in sorted(out)]

@@ -76,6 +76,8 @@ def cell_inputs(shared: dict[str, Any], suite_fn: Any, cfg: EvalConfig, options:
     if getattr(suite_fn, "uses_subset", True):
         inputs["subset"] = {"n_images": n_images, "n_examples": cfg.n_examples,
                             "subset_seed": cfg.seed if cfg.n_examples else None}
+    if cfg.precision not in ("fp32", "auto"):  # a reduced precision can change a number; fp32 adds no key
+        inputs["precision"] = cfg.precision
     if getattr(suite_fn, "uses_seed", True):
         inputs["attack"] = {"seed": cfg.seed, "pgd_alpha": cfg.pgd_alpha, "pgd_restarts": cfg.pgd_restarts,
                             "batch_size": batch_size}

@@ -14,6 +14,7 @@ Under torch.distributed each cell's images are dealt to the ranks and rank 0 wri
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from torch.utils.data import Dataset, Subset
 from robustune import distributed as dist
 from robustune.attacks import create_attack
 from robustune.config import EvalConfig
+from robustune.data.loading import LoaderOptions
+from robustune.precision import resolve_precision
 from robustune.eval.clean import predict
 from robustune.eval.results import Cell, EvalResults, safe_name, save_per_sample
 from robustune.eval.robust import attack_outcomes
@@ -67,6 +70,8 @@ class EvalContext:
         """The per-batch state file of the cell being computed (AutoAttack, attacks)."""
         tag = f"@{self.fingerprint}" if self.fingerprint else ""
         return self.out_dir / "state" / f"{safe_name(key)}{tag}.json"
+    loader: LoaderOptions = field(default_factory=LoaderOptions)  # how batches are loaded (no number changes)
+    precision: str = "fp32"  # resolved cfg.precision (robustune.precision)
 
 
 SuiteFn = Callable[[EvalContext], Iterable[tuple[str, Callable[[], Cell | list[Cell]]]]]
@@ -88,7 +93,8 @@ def eps_label(eps: float) -> str:
 @register_suite("clean")
 def clean_suite(ctx: EvalContext):
     def compute() -> Cell:
-        pred, y = predict(ctx.model, ctx.dataset, ctx.batch_size, ctx.device)
+        pred, y = predict(ctx.model, ctx.dataset, ctx.batch_size, ctx.device, loader=ctx.loader,
+                          precision=ctx.precision)
         correct = pred == y
         ctx.save_per_sample("clean", correct=correct, pred=pred, label=y)
         return Cell.from_outcomes("clean", "clean", "top1_accuracy", correct)
@@ -115,7 +121,8 @@ def pgd_suite(ctx: EvalContext):
             attack = create_attack("pgd", ctx.model, eps=eps, steps=cfg.pgd_steps, alpha=alpha,
                                    restarts=cfg.pgd_restarts, seed=cfg.seed)
             clean, robust = attack_outcomes(ctx.model, ctx.dataset, attack, ctx.batch_size, ctx.device,
-                                            desc=key, seed=cfg.seed, state_path=ctx.state_path(key))
+                                            desc=key, seed=cfg.seed, state_path=ctx.state_path(key),
+                                            loader=ctx.loader, precision=ctx.precision)
             ctx.save_per_sample(key, correct=robust)
             threat = {"norm": "Linf", "eps": eps, "eps_label": eps_label(eps), "steps": cfg.pgd_steps,
                       "step_size": alpha, "restarts": cfg.pgd_restarts, "random_start": True,
@@ -184,7 +191,7 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str |
              classes: list[str] | None = None, model_info: dict[str, Any] | None = None,
              dataset_info: dict[str, Any] | None = None, device: torch.device | str = "cpu",
              batch_size: int = 256, options: dict[str, Any] | None = None,
-             shard: tuple[int, int] = (0, 1)) -> EvalResults:
+             shard: tuple[int, int] = (0, 1), loader: LoaderOptions | None = None) -> EvalResults:
     """Run ``cfg.suites`` on ``model`` on ``device`` into ``out_dir/results.json``, cell by cell.
 
     A cell already stored with the same inputs is reused (:mod:`robustune.eval.store`); cells of
@@ -195,8 +202,14 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str |
     alone reads and writes the folder, and every rank returns the same results. On SIGTERM /
     SIGUSR1 the current cell is finished and stored, then :class:`Preempted` is raised (a rerun
     goes on from the next cell).
+
+    ``cfg.precision`` (``auto`` resolved for ``device``) sets the precision policy of every suite
+    (a reduced one is an input of the cells' fingerprint); ``loader`` how batches are loaded
+    (workers, decode backend), which changes no number.
     """
     out_dir = Path(out_dir)
+    device = torch.device(device)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     i, n = shard
     if not 0 <= i < n:
         raise ValueError(f"--shard {i}/{n}: the shard index must be in 0..{n - 1} (e.g. --shard 0/{n})")
@@ -213,8 +226,9 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: EvalConfig, out_dir: str |
         results = dist.broadcast_object(store.results if main else None)
         check_same_model_and_data(results, shared, store.path)
         model = model.to(device)
-        ctx = EvalContext(model=model, dataset=dataset, classes=classes or [], cfg=cfg, device=torch.device(device),
-                          out_dir=out_dir, results=results, batch_size=batch_size, options=options or {})
+        ctx = EvalContext(model=model, dataset=dataset, classes=classes or [], cfg=cfg, device=device,
+                          out_dir=out_dir, results=results, batch_size=batch_size, options=options or {},
+                          loader=loader or LoaderOptions(), precision=cfg.precision)
         summaries, j = [], 0
         for suite in cfg.suites:
             fn = SUITES.get(task_suite(suite, model))

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from robustune.attacks import eval_mode
-from robustune.data import build_loader
+from robustune.data.loading import device_batches
 from robustune.data.sampling import few_shot_indices
 from robustune.data.splits import targets_of
 from robustune.files import write_json
@@ -58,8 +58,8 @@ def class_embeddings(model: nn.Module, dataset: Dataset, num_classes: int,
     sums: torch.Tensor | None = None
     counts = torch.zeros(num_classes, device=device)
     with eval_mode(model):
-        for x, y in build_loader(dataset, batch_size):
-            feats = F.normalize(model.features(x.to(device)).float(), dim=1)
+        for x, y in device_batches(dataset, batch_size, device):
+            feats = F.normalize(model.features(x).float(), dim=1)
             y = torch.as_tensor(y, device=device)
             if sums is None:
                 sums = torch.zeros(num_classes, feats.shape[1], device=device)

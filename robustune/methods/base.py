@@ -46,6 +46,7 @@ class SetupContext:
 
 class Method(nn.Module):
     """Base class of training methods. Subclasses set ``Params`` and implement ``training_step``."""
+    has_inner_attack: bool = False  # True: training_step runs an attack (fp16 training refused)
 
     Params: type = NoParams
     needs_indices: bool = False  # True: the engine passes each batch's training-set indices (ctx.indices)

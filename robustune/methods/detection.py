@@ -124,6 +124,7 @@ class DetAdvParams:
 @register_method("det_adv")
 class DetAdv(DetectionMethod):
     """One untargeted sign step of size η on the detection loss, then the detection loss on x'."""
+    has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     Params = DetAdvParams
 
@@ -163,6 +164,7 @@ class GFNDetParams:
 @register_method("gfn_det")
 class GFNDet(SimilarityRefresh, DetectionMethod):
     """GFN for detection: neighbour- and background-targeted step on the ROI head, weighted ROI loss."""
+    has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     Params = GFNDetParams
 

@@ -31,6 +31,7 @@ class PGDATParams:
 @register_method("pgd_at")
 class PGDAT(Method):
     """Madry et al. (2018): minimise CE on PGD adversarial examples (random start, eval-mode attack)."""
+    has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     Params = PGDATParams
 

@@ -74,6 +74,7 @@ class SimilarityRefresh:
 @register_method("gfn")
 class GFN(SimilarityRefresh, Method):
     """Neighbour-targeted perturbation + inter-class distance weighted loss."""
+    has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     Params = GFNParams
     default_loss: str | None = None  # subclasses pin the loss (``nbr``: ce)
@@ -132,6 +133,7 @@ class UntargetedParams:
 @register_method("adv_untargeted")
 class AdvUntargeted(Method):
     """One untargeted sign step of the same η (Eq. 3) + CE: the paper's "Adv." row."""
+    has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     Params = UntargetedParams
 
@@ -159,6 +161,7 @@ class TRADESParams:
 @register_method("trades")
 class TRADES(Method):
     """Zhang et al. (2019): CE(f(x), y) + β·KL(p(x) ‖ p(x')), x' from PGD on the same KL."""
+    has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     Params = TRADESParams
 

@@ -112,6 +112,7 @@ def _ce_step(method: PromptMethod, images: torch.Tensor, labels: torch.Tensor) -
 
 class AdversarialCE(PromptMethod):
     """CE on PGD AEs made against the current prompts (the adversarial baselines of spec §5)."""
+    has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     def training_step(self, images, labels, ctx):
         return _ce_step(self, self.adversarial(images, labels, ctx), labels)

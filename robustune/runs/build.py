@@ -13,8 +13,7 @@ from pathlib import Path
 
 from robustune.config import RunConfig
 from robustune.data import DataSplits, load_splits
-from robustune.data.registry import create_dataset
-from robustune.data.splits import classes_of, dataset_options
+from robustune.data.splits import class_names
 from robustune.clip.build import build_clip_model
 from robustune.clip.models import is_clip_name
 from robustune.errors import CorruptFileError, WeightsUnavailableError
@@ -58,9 +57,8 @@ def verify_run_weights(weights: Path) -> None:
 
 
 def count_classes(cfg: RunConfig) -> int:
-    """Number of classes of the run's dataset (reads labels, not images, where possible)."""
-    ds = create_dataset(cfg.data.name, cfg.data.train_split, **dataset_options(cfg.data))
-    return len(classes_of(ds))
+    """Number of classes of the run's dataset (folder datasets: the folder names, no file listing)."""
+    return len(class_names(cfg.data))
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> Classifier:

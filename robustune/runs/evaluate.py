@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from robustune import distributed as dist
 from robustune.config import EvalConfig, RunConfig
+from robustune.data.loading import LoaderOptions
 from robustune.eval import EvalResults, evaluate
 from robustune.runs.loading import load_run_config, load_run_model
 from robustune.utils import resolve_device
@@ -54,7 +55,8 @@ def evaluate_run(run_dir: str | Path, ecfg: EvalConfig, out: str | Path | None =
         results = evaluate(model, dataset, ecfg, Path(out) if out is not None else run_dir / "eval",
                            classes=classes, model_info=info["model"],
                            dataset_info={**info["dataset"], **(dataset_info or {})}, device=dist.rank_device(dev),
-                           batch_size=cfg.data.eval_batch_size, options=options or {}, shard=shard)
+                           batch_size=cfg.data.eval_batch_size, options=options or {}, shard=shard,
+                           loader=LoaderOptions.from_config(cfg.data))
     finally:
         if joined:
             dist.shutdown()
