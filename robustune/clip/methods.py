@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from robustune.attacks import PGD
 from robustune.attacks.losses import kl_loss
@@ -97,6 +98,10 @@ class PromptMethod(Method):
         if isinstance(params, AttackParams):
             self.attack = PGD(self.model, eps=params.eps, steps=params.steps, alpha=params.alpha,
                               loss=params.attack_loss)
+
+    def cost_module(self) -> nn.Module:
+        """CLIP's image tower: every image forward (clean, attack step, adversarial) runs through it."""
+        return self.model.clip.visual
 
     @classmethod
     def learner_kwargs(cls, params: Any, model: CLIPClassifier) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from robustune.config import RunConfig, dump_config
 from robustune.data import DataSplits, IndexedDataset, build_loader
 from robustune import distributed as dist
 from robustune.engine.build import build_run
+from robustune.engine.cost import PassCounter
 from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
                                          load_checkpoint, non_finite_tensors, save_checkpoint)
 from robustune.engine.metrics import MetricsWriter
@@ -116,7 +117,8 @@ def _resume_state(run_dir: Path, method: Method, opt, sched, metrics: MetricsWri
 
 
 def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, device, epoch: int,
-                 step: int, metrics: MetricsWriter, run_dir: Path) -> tuple[int, dict[str, float]]:
+                 step: int, metrics: MetricsWriter, run_dir: Path,
+                 counter: PassCounter | None = None) -> tuple[int, dict[str, float]]:
     """One epoch (or fewer steps when ``train.max_steps`` is reached in it)."""
     method.train()
     totals = torch.zeros(3, device=device)  # loss sum, correct, seen: on device, no per-step sync
@@ -125,6 +127,7 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
     for batch in bar:
         if cfg.train.max_steps is not None and step >= cfg.train.max_steps:
             break
+        t_step = time.perf_counter()
         images, labels = to_device(batch[0], device), to_device(batch[1], device)
         indices = batch[2] if len(batch) > 2 else None
         if cfg.train.channels_last and torch.is_tensor(images):
@@ -152,6 +155,9 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
         sched.step()
         step += 1
         totals += _step_totals(out, loss, labels, device)
+        if counter is not None:
+            counter.step_done(int(out.get("n", labels.numel() if torch.is_tensor(labels) else len(labels))),
+                              time.perf_counter() - t_step)
         if step % max(1, cfg.train.log_every) == 0:
             value = loss.item()
             logs = {k: float(v) for k, v in out.get("logs", {}).items()}
@@ -294,14 +300,21 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         metrics.clear()  # a fresh start: rows of a killed earlier attempt must not survive
         method.setup(setup_ctx)
     phases = {"setup": time.perf_counter() - t0}
+    counter = None if cfg.train.compile else PassCounter().attach(method.cost_module())
     loop = _EpochLoop(cfg, run_dir, device, method, splits, opt, sched, metrics, setup_ctx,
-                      steps_per_epoch)
-    epochs_run, val_acc = loop.run(start, step)
+                      steps_per_epoch, counter=counter)
+    try:
+        epochs_run, val_acc = loop.run(start, step)
+    finally:
+        if counter is not None:
+            counter.detach()
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
+    compute = counter.record() if counter is not None else {"note": "not counted under train.compile"}
     if main:
         save_tensors(run_dir / "model.safetensors", method.export_state())
         write_run_record(run_dir, cfg, phases, steps_per_epoch=steps_per_epoch, classes=splits.classes,
-                         steps=loop.step, weights_sha256=file_sha256(run_dir / "model.safetensors"))
+                         steps=loop.step, weights_sha256=file_sha256(run_dir / "model.safetensors"),
+                         method=cfg.method.name, compute=compute)
     return TrainResult(run_dir, method, splits, epochs_run, val_acc, phases)
 
 
@@ -317,6 +330,7 @@ class _EpochLoop:
     metrics: MetricsWriter
     setup_ctx: SetupContext
     steps_per_epoch: int
+    counter: PassCounter | None = None
     step: int = 0
 
     def run(self, start: int, step: int) -> tuple[int, float | None]:
@@ -331,25 +345,20 @@ class _EpochLoop:
                 break
             te = time.perf_counter()
             torch.manual_seed(cfg.train.seed * 10_007 + epoch)
-            method.on_epoch_start(epoch, self.setup_ctx)
+            with self._not_counted():
+                method.on_epoch_start(epoch, self.setup_ctx)
             loader = _epoch_loader(self.splits, cfg, epoch, with_index=self.method.needs_indices)
             self.step, stats = _train_epoch(ddp_method, loader, self.opt,
                                             self.sched, scaler, cfg, self.device, epoch, self.step,
-                                            self.metrics, self.run_dir)
+                                            self.metrics, self.run_dir, self.counter)
             epochs_run += 1
             complete = self.step >= (epoch + 1) * self.steps_per_epoch
             check_finite_state(method, self.opt, watched, epoch, self.step, self.run_dir)
             if self.splits.val is not None and cfg.train.eval_every and \
                     ((epoch + 1) % cfg.train.eval_every == 0 or not complete):
-                if getattr(self.splits.val, "is_detection", False):  # COCO mAP, robustune.eval.detection
-                    from robustune.eval.detection import detection_map
-
-                    stats["val_mAP"] = detection_map(method.eval_model(), self.splits.val,
-                                                     cfg.data.eval_batch_size, self.device)["mAP"]
-                else:
-                    val_acc = accuracy(method.eval_model(), self.splits.val, cfg.data.eval_batch_size,
-                                       self.device)
-                    stats["val_acc"] = val_acc
+                val = self._validate()
+                val_acc = val.get("val_acc", val_acc)
+                stats.update(val)
             stats["epoch_seconds"] = time.perf_counter() - te
             self.metrics.write({"step": self.step, "epoch": epoch, "epoch_end": True,
                                 **({} if complete else {"max_steps_reached": True}), **stats})
@@ -362,6 +371,20 @@ class _EpochLoop:
                                 self.sched, keep=cfg.train.keep_checkpoints)
             dist.barrier()
         return epochs_run, val_acc
+
+    def _not_counted(self):
+        return self.counter.paused() if self.counter is not None else contextlib.nullcontext()
+
+    def _validate(self) -> dict[str, float]:
+        """Validation accuracy (or COCO mAP for a detector, robustune.eval.detection); not step cost."""
+        model, cfg = self.method.eval_model(), self.cfg
+        with self._not_counted():
+            if getattr(self.splits.val, "is_detection", False):
+                from robustune.eval.detection import detection_map
+
+                return {"val_mAP": detection_map(model, self.splits.val, cfg.data.eval_batch_size,
+                                                 self.device)["mAP"]}
+            return {"val_acc": accuracy(model, self.splits.val, cfg.data.eval_batch_size, self.device)}
 
 
 def _wrap_ddp(method: Method, device: torch.device) -> Method:
