@@ -190,3 +190,37 @@ def test_run_json_records_counted_passes_per_step(tmp_path, method, params, pass
     assert compute["forward_passes_per_step"] == passes + (method == "trades")
     assert compute["backward_passes_per_step"] == passes
     assert compute["steps_counted"] == 2 and compute["seconds_per_step"] > 0
+
+
+def test_report_findings_say_resolved_or_not_from_the_paired_test(tmp_path):
+    from robustune.report import write_report
+
+    a, b = _pairs(30, 2, both=300, neither=28)  # 360 images: 91.7 % vs 84.4 %, McNemar p ≈ 2e-7
+    c = a.copy()
+    c[:3] = False  # 3 images fewer than A: not resolved
+    for name, o in (("gfn", a), ("nbr", b), ("pgd_at", c)):
+        _write(tmp_path / name, name, [Cell.from_outcomes("clean", "clean", "top1_accuracy", torch.from_numpy(o))],
+               dataset={**DATASET, "n_images": 360})
+    text = write_report([tmp_path / "gfn", tmp_path / "nbr"], tmp_path / "r.md").read_text()
+    findings = text[text.index("## Findings"):text.index("## Summary")]
+    p = mcnemar_exact(a, b)["p_value"]
+    assert f"gfn vs nbr: resolved (p = {p:.2g}) (exact McNemar, n = 360)" in findings
+    text = write_report([tmp_path / "gfn", tmp_path / "pgd_at"], tmp_path / "r2.md").read_text()
+    assert "gfn vs pgd_at: not resolved at this n (p = 0.25) (exact McNemar, n = 360)" in text
+
+
+def test_compare_few_shot_seed_folders_with_harmonic_mean(tmp_path):
+    """Few-shot cells (``<method>/seedN/eval_base``, ``eval_new``): per-seed HM differences."""
+    accs = {"erapt": {1: (0.8, 0.6), 2: (0.7, 0.7)}, "fap": {1: (0.8, 0.5), 2: (0.75, 0.7)}}
+    for method, seeds in accs.items():
+        for seed, (base, new) in seeds.items():
+            for name, acc in (("base", base), ("new", new)):
+                res = EvalResults({}, dict(DATASET), 0, {}, {"clean": Cell("clean", "clean", "top1_accuracy", acc, n=40)})
+                res.save(tmp_path / method / f"seed{seed}" / f"eval_{name}" / "results.json")
+    (cmp,) = compare_runs([tmp_path / "erapt", tmp_path / "fap"])
+    by_key = {s.key: s for s in cmp.seeds}
+    hm = by_key["HM:clean"]
+    assert hm.differences[1] == pytest.approx(2 * .8 * .6 / 1.4 - 2 * .8 * .5 / 1.3)
+    assert hm.differences[2] == pytest.approx(0.7 - 2 * .75 * .7 / 1.45)
+    assert (hm.a_better, hm.b_better) == (1, 1)
+    assert by_key["base:clean"].differences == pytest.approx({1: 0.0, 2: -0.05})

@@ -102,6 +102,11 @@ class SeedComparison:
     def mean(self) -> float:
         return float(np.mean(list(self.differences.values())))
 
+    @property
+    def std(self) -> float:
+        """Population std of the paired differences: the seed-to-seed noise of this comparison."""
+        return float(np.std(list(self.differences.values())))
+
 
 @dataclass
 class Comparison:
@@ -146,12 +151,14 @@ def _is_headline(key: str, metric: str) -> bool:
     return not (metric == "top1_accuracy" and key.startswith("corruptions/") and key.count("/") >= 2)
 
 
-def accuracy_cells(a: Evaluated, b: Evaluated) -> list[CellComparison]:
+def accuracy_cells(a: Evaluated, b: Evaluated, keys: list[str] | None = None) -> list[CellComparison]:
     """McNemar for every accuracy cell both evaluations hold (the same images, outcomes stored)."""
     why_not = _same_images(a, b)
     out = []
     for key, ca in a.results.cells.items():
         cb = b.results.cells.get(key)
+        if keys is not None and key not in keys:
+            continue
         if cb is None or ca.metric != cb.metric or ca.metric not in ("top1_accuracy", "robust_accuracy"):
             continue
         family = "headline" if _is_headline(key, ca.metric) else "corruption cells"
@@ -245,6 +252,20 @@ def _mce_comparison(a, b, keys, ka, ma, mb, note, samples, seed) -> CellComparis
     return out
 
 
+def paired_cell(a: Evaluated, b: Evaluated, key: str, samples: int = 2000,
+                seed: int = 0) -> CellComparison | None:
+    """The paired test of one cell (a report's Findings line): McNemar for an accuracy cell, the
+    paired bootstrap for mCE / mean corruption accuracy; None when the key has no test."""
+    if key in ("corruptions/mean_corruption_accuracy", "corruptions/mCE"):
+        found = [c for c in corruption_summaries(a, b, samples, seed) if c.key == key]
+    else:
+        found = accuracy_cells(a, b, [key])
+    if not found:
+        return None
+    found[0].p_adjusted = found[0].p_value
+    return found[0]
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment (Holm 1979) of a family of p-values, in the given order."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
@@ -316,16 +337,34 @@ def seed_folders(path: str | Path) -> dict[int, Path]:
     return out
 
 
+def seed_values(folder: Path) -> dict[str, float]:
+    """Every cell value of one seed's run: ``eval/`` cells by key; a few-shot cell's ``eval_<name>/``
+    cells as ``<name>:<key>``, plus ``HM:<key>`` (harmonic mean of base and new) when both exist."""
+    evals = sorted(p for p in folder.glob("eval*") if (p / "results.json").is_file())
+    if not evals:
+        return {k: c.value for k, c in load_evaluated(folder).results.cells.items()}
+    out: dict[str, float] = {}
+    for ev in evals:
+        prefix = "" if ev.name == "eval" else ev.name[len("eval_"):] + ":"
+        out.update({prefix + k: c.value for k, c in EvalResults.load(ev / "results.json").cells.items()})
+    from robustune.fewshot.table import harmonic_mean
+
+    for key in [k[len("base:"):] for k in out if k.startswith("base:")]:
+        base, new = out.get(f"base:{key}"), out.get(f"new:{key}")
+        if new is not None:
+            out[f"HM:{key}"] = harmonic_mean(base, new)
+    return out
+
+
 def compare_seeds(a: str | Path, b: str | Path) -> list[SeedComparison]:
     """Per-seed paired differences (A − B) of every cell value both hold for each shared seed."""
     sa, sb = seed_folders(a), seed_folders(b)
     shared = sorted(set(sa) & set(sb))
     if not shared:
         raise ValueError(f"{a} and {b} have no seed folder in common (seedN or ...seed=N)")
-    per_seed = {s: (load_evaluated(sa[s]).results, load_evaluated(sb[s]).results) for s in shared}
-    keys = sorted(set.intersection(*[set(ra.cells) & set(rb.cells) for ra, rb in per_seed.values()]))
-    return [SeedComparison(k, {s: ra.cells[k].value - rb.cells[k].value for s, (ra, rb) in per_seed.items()})
-            for k in keys]
+    per_seed = {s: (seed_values(sa[s]), seed_values(sb[s])) for s in shared}
+    keys = sorted(set.intersection(*[set(va) & set(vb) for va, vb in per_seed.values()]))
+    return [SeedComparison(k, {s: va[k] - vb[k] for s, (va, vb) in per_seed.items()}) for k in keys]
 
 
 def compare_runs(paths: list[str | Path], samples: int = 2000, seed: int = 0) -> list[Comparison]:

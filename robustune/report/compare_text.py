@@ -48,7 +48,7 @@ def format_comparison(cmp: Comparison) -> str:
                      f"Holm-adjusted within each family ({', '.join(families)}); resolved = p < 0.05")
     for s in cmp.seeds:
         per = ", ".join(f"seed {k}: {100 * v:+.1f}" for k, v in sorted(s.differences.items()))
-        lines.append(f"  {s.key}: mean A−B {100 * s.mean:+.2f} over {len(s.differences)} seeds — A higher in "
+        lines.append(f"  {s.key}: A−B {100 * s.mean:+.2f} ± {100 * s.std:.2f} pt over {len(s.differences)} seeds — A higher in "
                      f"{s.a_better}, B higher in {s.b_better} ({per})")
     return "\n".join(lines + _compute_lines(cmp))
 
@@ -58,5 +58,5 @@ def comparison_dict(cmp: Comparison) -> dict[str, Any]:
     for c, d in zip(cmp.cells, out["cells"]):
         d["difference"], d["verdict"] = c.difference, c.verdict
     for s, d in zip(cmp.seeds, out["seeds"]):
-        d.update(mean=s.mean, a_better=s.a_better, b_better=s.b_better)
+        d.update(mean=s.mean, std=s.std, a_better=s.a_better, b_better=s.b_better)
     return out
