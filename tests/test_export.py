@@ -109,3 +109,27 @@ def test_push_to_hub_uploads_the_export_folder(vit_run, tmp_path, monkeypatch):
     assert exc.value.code in (0, None)
     assert calls["repo"] == ("me/digits-pgd", False, True, "model")
     assert calls["files"] == ["README.md", "config.json", "model.safetensors", "results.json"]
+
+
+def test_clip_prompt_run_exports_prompts_that_robustune_loads_back(tmp_path):
+    """FAP prompts on the tiny CLIP: the export is a run folder (prompts + config) with its card;
+    robustune rebuilds the same prompted CLIP from it (identical logits)."""
+    from robustune.cli import main
+    from robustune.config import load_config
+    from robustune.eval.model_loading import load_run_model
+    from robustune.report.export import export_run
+
+    run = tmp_path / "fap"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "configs/clip_tiny_digits_fap.yaml", "--set", "train.max_steps=2", "--out", str(run)])
+    assert exc.value.code in (0, None)
+    done = export_run(run, tmp_path / "hub")
+    assert done.kind == "clip-prompts"
+    assert done.files == ["README.md", "config.yaml", "model.safetensors", "run.json"]
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "library_name: robustune" in card and "- clip" in card and "Not evaluated yet" in card
+    a, dataset, _, _ = load_run_model(load_config(run / "config.yaml"), run)
+    b, _, _, _ = load_run_model(load_config(tmp_path / "hub" / "config.yaml"), tmp_path / "hub")
+    x = torch.stack([dataset[i][0] for i in range(8)])
+    with torch.no_grad():
+        assert torch.equal(a.eval()(x), b.eval()(x))
