@@ -126,6 +126,7 @@ class TrainConfig:
     compile: bool = False
     eval_every: int = ranged(1, ge=0)  # validation accuracy every N epochs (0 = never)
     max_steps: int | None = ranged(None, ge=1)  # stop after N optimizer steps (smoke tests); the schedule stays the full run's
+    report_to: list[str] = field(default_factory=list)  # trackers: tensorboard, wandb (robustune.tracking)
 
 
 @dataclass

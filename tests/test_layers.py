@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "robustune"
 # orchestration modules sit above the library they drive.
 LAYERS = {
     "errors": 0, "registry": 0, "config": 0, "utils": 0, "files": 0, "distributed": 0, "resources": 0,
+    "tracking": 0,
     "data": 1, "corruptions": 1,
     "models": 2, "clip.build": 2, "clip.models": 2, "clip.prompted": 2, "clip.prompts": 2,
     "clip.templates": 2, "clip.tiny": 2, "clip.zeroshot": 2,

@@ -55,6 +55,17 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+REPORT_TO_HELP = "trackers: tensorboard, wandb (comma-separated; open_clip's --report-to)"
+
+
+def report_to_overrides(report_to: str) -> list[str]:
+    """``--report-to tensorboard,wandb`` as the config override ``train.report_to=[...]`` (none if empty)."""
+    from robustune.tracking import check_report_to
+
+    names = check_report_to(report_to.split(","))
+    return [f"train.report_to=[{','.join(names)}]"] if names else []
+
+
 def _register_commands() -> None:
     from robustune.cli import core  # noqa: F401  (train, eval, list, demo)
     from robustune.cli import clip  # noqa: F401  (zeroshot)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli import REPORT_TO_HELP, app, fail, report_to_overrides, setup_logging
 from robustune.config import ConfigError
 from robustune.errors import CorruptFileError, DiskFullError, FolderLockedError, WeightsUnavailableError
 from robustune.registry import UnknownNameError
@@ -24,6 +24,7 @@ def train(
     out: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint in the run folder"),
     nproc: int = typer.Option(1, help="processes on this node (wraps torchrun)"),
+    report_to: str = typer.Option("", help=REPORT_TO_HELP),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Train a model with the method and recipe of CONFIG."""
@@ -33,6 +34,7 @@ def train(
 
     setup_logging(verbose)
     try:
+        set_ = list(set_) + report_to_overrides(report_to)
         cfg = load_config(config, set_)
         run_dir = out or Path("runs") / cfg.name
         if nproc > 1:
@@ -62,16 +64,23 @@ def eval_cmd(
     option: list[str] = typer.Option([], "--option", help="suite option key=value, e.g. corruption_root=DIR"),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N | auto (default: the run's train.device)"),
+    report_to: str = typer.Option("", help=REPORT_TO_HELP + "; the cells go there as summaries"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell."""
     from robustune.cli.evaluation import run_eval
+    from robustune.tracking import Trackers, check_report_to
 
     setup_logging(verbose)
     try:
+        trackers = check_report_to(report_to.split(","))
         results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device)
     except USER_ERRORS as exc:
         fail(str(exc))
+    if trackers:
+        name = str(results.model.get("run_name") or run.name)
+        with Trackers(trackers, out or run / "eval", name, {"dataset": results.dataset}, job_type="eval") as t:
+            t.summary({key: cell.value for key, cell in results.cells.items()})
     for key, cell in results.cells.items():
         typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}")
     if results.checks:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli import REPORT_TO_HELP, app, fail, report_to_overrides, setup_logging
 from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options
 from robustune.config import ConfigError, parse_number
 
@@ -40,6 +40,7 @@ def fewshot(
     set_: list[str] = typer.Option([], "--set", help="config override, e.g. --set train.epochs=5"),
     keep_going: bool = typer.Option(False, "--keep-going", help="run the other cells when one fails"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the cells and their status, run nothing"),
+    report_to: str = typer.Option("", help=REPORT_TO_HELP + " (each cell's training)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run (or resume) a few-shot protocol and write OUT/table.md and OUT/table.json."""
@@ -51,7 +52,7 @@ def fewshot(
 
     setup_logging(verbose)
     try:
-        cfg = load_config(config, set_)
+        cfg = load_config(config, list(set_) + report_to_overrides(report_to))
         alpha = parse_number(pgd_alpha)
         if not isinstance(alpha, float):
             raise ConfigError(f"--pgd-alpha must be a number like 1/255, got {pgd_alpha!r}")

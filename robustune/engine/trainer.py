@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from robustune.config import RunConfig, dump_config
+from robustune.config import RunConfig, dump_config, to_dict
 from robustune.data import DataSplits, IndexedDataset, build_loader
 from robustune import distributed as dist
 from robustune.engine.build import build_run
@@ -36,6 +36,7 @@ from robustune.files import save_tensors
 from robustune.eval.clean import accuracy
 from robustune.files import file_sha256, folder_lock
 from robustune.methods import Method, SetupContext, StepContext
+from robustune.tracking import Trackers, check_report_to
 from robustune.utils import environment_record, resolve_device, step_generator, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     same folder stops at once with :class:`robustune.files.FolderLockedError` naming the holder.
     """
     run_dir = Path(run_dir)
+    check_report_to(cfg.train.report_to)  # a typo stops before any work
     device = resolve_device(cfg.train.device)
     dist.init_from_env(device)
     lock = folder_lock(run_dir) if dist.is_main_process() else contextlib.nullcontext()
@@ -301,11 +303,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         method.setup(setup_ctx)
     phases = {"setup": time.perf_counter() - t0}
     counter = None if cfg.train.compile else PassCounter().attach(method.cost_module())
+    metrics.trackers = trackers = Trackers(cfg.train.report_to if main else [], run_dir, cfg.name, to_dict(cfg))
     loop = _EpochLoop(cfg, run_dir, device, method, splits, opt, sched, metrics, setup_ctx,
                       steps_per_epoch, counter=counter)
     try:
         epochs_run, val_acc = loop.run(start, step)
     finally:
+        trackers.close()
         if counter is not None:
             counter.detach()
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
