@@ -72,7 +72,7 @@ def _register_commands() -> None:
     from robustune.cli import robustness  # noqa: F401  (corrupt, analyze, report)
     from robustune.cli import fewshot  # noqa: F401  (fewshot)
     from robustune.cli import ablate  # noqa: F401  (ablate)
-    from robustune.cli import compare  # noqa: F401  (compare)
+    from robustune.cli import compare  # noqa: F401  (compare, leaderboard)
     from robustune.cli import export  # noqa: F401  (export)
 
 

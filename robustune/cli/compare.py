@@ -36,3 +36,25 @@ def compare(
     if json_out:
         write_json(json_out, {"comparisons": [comparison_dict(c) for c in comparisons]})
         typer.echo(f"json: {json_out}")
+
+
+@app.command()
+def leaderboard(
+    runs: list[Path] = typer.Argument(..., help="run folders (or eval folders), one row each"),
+    out: Path = typer.Option(Path("leaderboard.html"), "--out", help="the page to write"),
+    reference: Optional[Path] = typer.Option(None, help="model the significance markers compare with "
+                                             "(default: the first run)"),
+    title: str = typer.Option("robustune leaderboard", help="page title"),
+    verbose: bool = typer.Option(False, "-v"),
+) -> None:
+    """One self-contained, sortable, filterable HTML leaderboard with protocols on hover and paired
+    significance markers against a reference model."""
+    from robustune.cli.core import USER_ERRORS
+    from robustune.report.leaderboard import write_leaderboard
+
+    setup_logging(verbose)
+    try:
+        path = write_leaderboard(list(runs), out, reference=reference, title=title)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    typer.echo(f"leaderboard: {path}")

@@ -38,7 +38,8 @@ def _value(cell: Cell) -> str:
     return f"{cell.value:.4g}"
 
 
-def _protocol(cell: Cell) -> str:
+def protocol_text(cell: Cell) -> str:
+    """A cell's threat model (norm, ε, steps, restarts, step size, loss) or corruption, in words."""
     t = cell.details.get("threat_model") or {}
     if t:
         parts = [f"{t.get('norm', '?')} ε = {t.get('eps_label', t.get('eps'))}"]
@@ -67,7 +68,7 @@ def results_table(results: EvalResults, train_seed: int | None, precision: str) 
     lines = ["| cell | metric | value | suite | protocol | n | seeds | precision |",
              "|---|---|---|---|---|---|---|---|"]
     for key, cell in results.cells.items():
-        lines.append(f"| `{key}` | {cell.metric} | {_value(cell)} | {cell.suite} | {_protocol(cell)} | "
+        lines.append(f"| `{key}` | {cell.metric} | {_value(cell)} | {cell.suite} | {protocol_text(cell)} | "
                      f"{cell.n if cell.n is not None else '—'} | {seeds} | {precision} |")
     lines.append("")
     lines.append(f"Evaluated on {ds.get('name')} split `{ds.get('split')}` ({subset}), fp32, with robustune "
