@@ -280,4 +280,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def dump_config(cfg: Any) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    """The YAML of a config. ``train.report_to`` is left out when empty: a run without trackers
+    writes the config.yaml (and the cache keys hashed from it) of a robustune without them."""
+    data = to_dict(cfg)
+    if isinstance(data.get("train"), dict) and not data["train"].get("report_to"):
+        data["train"].pop("report_to", None)
+    return yaml.safe_dump(data, sort_keys=False)
