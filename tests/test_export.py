@@ -36,7 +36,7 @@ def test_timm_loads_the_export_with_identical_logits(vit_run, tmp_path):
 
     out = tmp_path / "hub"
     done = export_run(vit_run, out, license="apache-2.0")
-    assert done.files == ["README.md", "config.json", "model.safetensors", "results.json"]
+    assert done.files == ["README.md", "config.json", "model.safetensors", "results.json", "robustbench_Linf.json"]
     model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
     ours, dataset, classes, _ = load_run_model(load_config(vit_run / "config.yaml"), vit_run)
     ours.eval()
@@ -108,7 +108,7 @@ def test_push_to_hub_uploads_the_export_folder(vit_run, tmp_path, monkeypatch):
         main(["export", str(vit_run), "--out", str(tmp_path / "hub"), "--push-to-hub", "me/digits-pgd"])
     assert exc.value.code in (0, None)
     assert calls["repo"] == ("me/digits-pgd", False, True, "model")
-    assert calls["files"] == ["README.md", "config.json", "model.safetensors", "results.json"]
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors", "results.json", "robustbench_Linf.json"]
 
 
 def test_clip_prompt_run_exports_prompts_that_robustune_loads_back(tmp_path):
@@ -133,3 +133,44 @@ def test_clip_prompt_run_exports_prompts_that_robustune_loads_back(tmp_path):
     x = torch.stack([dataset[i][0] for i in range(8)])
     with torch.no_grad():
         assert torch.equal(a.eval()(x), b.eval()(x))
+
+
+def test_robustbench_entry_never_calls_pgd_autoattack(vit_run, tmp_path):
+    import json
+
+    from robustune.report.export import export_run
+
+    export_run(vit_run, tmp_path / "hub")
+    entry = json.loads((tmp_path / "hub" / "robustbench_Linf.json").read_text())
+    results = json.loads((vit_run / "eval" / "results.json").read_text())["cells"]
+    assert entry["eps"] == "8/255" and entry["dataset"] == "digits" and entry["architecture"] == "vit_tiny32"
+    assert entry["clean_acc"] == f"{100 * results['clean']['value']:.2f}"
+    assert "autoattack_acc" not in entry  # evaluated with PGD only
+    pgd = entry["robustune"]["robust_acc"]["pgd/Linf/eps=8/255/steps=10"]
+    assert pgd["value"] == f"{100 * results['pgd/Linf/eps=8/255/steps=10']['value']:.2f}" and "10 steps" in pgd["attack"]
+    assert entry["robustune"]["n"]["pgd/Linf/eps=8/255/steps=10"] == 40
+
+
+def test_interchange_autoattack_corruptions_and_clip_benchmark():
+    from robustune.eval.results import Cell, EvalResults
+    from robustune.report.interchange import clip_benchmark_result, robustbench_entries
+
+    aa = {"norm": "Linf", "eps": 4 / 255, "eps_label": "4/255", "attacks": ["apgd-ce", "apgd-t", "fab-t", "square"]}
+    cells = {"clean": Cell("clean", "clean", "top1_accuracy", 0.8, n=1000),
+             "adversarial/autoattack/Linf/eps=4/255": Cell("adversarial/autoattack/Linf/eps=4/255", "adversarial",
+                                                          "robust_accuracy", 0.4, n=1000, details={"threat_model": aa}),
+             "corruptions/mean_corruption_accuracy": Cell("corruptions/mean_corruption_accuracy", "corruptions",
+                                                          "mean_corruption_accuracy", 0.6123, n=75000),
+             "corruptions/mCE": Cell("corruptions/mCE", "corruptions", "mCE", 55.5, details={"normalizer": "AlexNet"})}
+    res = EvalResults({}, {"name": "imagenet", "split": "val"}, 0, {}, cells)
+    cfg = {"name": "gfn_vit", "model": {"name": "vit_base_patch16_224"}, "data": {"name": "imagenet"},
+           "method": {"name": "gfn"}}
+    entries = robustbench_entries(res, {}, cfg)
+    assert entries["Linf"]["autoattack_acc"] == "40.00" and entries["Linf"]["clean_acc"] == "80.00"
+    assert entries["corruptions"]["corruptions_acc"] == "61.23" and entries["corruptions"]["eps"] is None
+    assert entries["corruptions"]["robustune"]["mCE"] == {"value": "55.50", "normalizer": "AlexNet"}
+    clip_cfg = {"model": {"name": "clip:ViT-B-32", "weights": "openai"}, "method": {"name": "erapt"}}
+    cb = clip_benchmark_result(res, clip_cfg)
+    assert cb["model"] == "ViT-B-32" and cb["pretrained"] == "openai" and cb["dataset"] == "imagenet"
+    assert cb["task"] == "prompt_tuned_classification"
+    assert cb["metrics"] == {"acc1": 0.8, "acc1_adversarial/autoattack/Linf/eps=4/255": 0.4}

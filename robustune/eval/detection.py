@@ -105,6 +105,23 @@ def coco_map(ground_truth: dict[str, Any], detections: list[dict]) -> dict[str, 
     return {name: (None if v < 0 else float(v)) for name, v in zip(STAT_NAMES, ev.stats)}
 
 
+def save_coco_results(out_dir: Path, key: str, detections: list[dict], ground_truth: dict,
+                      ground_truth_name: str) -> Path:
+    """A detection cell's predictions as COCO results JSON (``coco_results/<key>.json``) and, once
+    per evaluation set, the ground truth they refer to (``coco_results/<name>.ground_truth.json``;
+    corrupted copies share the clean set's): image ids are the data set's indices, category ids
+    label + 1, so ``COCO(ground_truth).loadRes(results)`` gives the cell's mAP."""
+    from robustune.eval.results import safe_name
+    from robustune.utils import write_json
+
+    folder = Path(out_dir) / "coco_results"
+    gt_path = folder / f"{ground_truth_name}.ground_truth.json"
+    if not gt_path.exists():
+        write_json(gt_path, ground_truth)
+    write_json(folder / f"{safe_name(key)}.json", detections)
+    return folder / f"{safe_name(key)}.json"
+
+
 def detection_map(model: nn.Module, dataset: Dataset, batch_size: int = 8,
                   device: torch.device | str = "cpu", desc: str = "detect") -> dict[str, float | None]:
     """COCO stats of ``model`` on ``dataset`` (labels and ground truth in the dataset's class space)."""
@@ -156,7 +173,9 @@ def clean_detection_suite(ctx: EvalContext):
         ds = as_detection_dataset(ctx.dataset)
         preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean")
         figure = draw_detections(ds, preds, ctx.out_dir / "figures" / "detections_clean.png")
-        stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+        gt, dets = ds.coco_ground_truth(), coco_detections(preds)
+        save_coco_results(ctx.out_dir, "clean", dets, gt, "clean")
+        stats = coco_map(gt, dets)
         return map_cells("clean", "clean", stats, len(ds), figure=str(figure.relative_to(ctx.out_dir)))
 
     yield "clean", compute

@@ -16,6 +16,7 @@ from robustune.eval.detection import (
     as_detection_dataset,
     coco_detections,
     coco_map,
+    save_coco_results,
     map_cells,
     predict_detections,
 )
@@ -83,7 +84,9 @@ def corruptions_detection_suite(ctx: EvalContext):
             def compute(c: str = corruption, s: int = severity, key: str = key) -> list[Cell]:
                 ds = corrupted_cell_dataset(root, c, s)
                 preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=key)
-                stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+                gt, dets = ds.coco_ground_truth(), coco_detections(preds)
+                save_coco_results(ctx.out_dir, key, dets, gt, "clean")  # the clean set's boxes
+                stats = coco_map(gt, dets)
                 cells = map_cells(key, SUITE, stats, len(ds), corruption=c, severity=s, root=str(root))
                 return cells[:1]  # the mAP cell; the other stats stay in its details
 
@@ -124,7 +127,9 @@ def ood_detection_cells(ctx: EvalContext, name: str, default_map: str) -> list[C
         labels = lut[p["labels"]]
         keep = labels >= 0
         p["boxes"], p["scores"], p["labels"] = p["boxes"][keep], p["scores"][keep], labels[keep]
-    stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+    gt, dets = ds.coco_ground_truth(), coco_detections(preds)
+    save_coco_results(ctx.out_dir, name, dets, gt, name)
+    stats = coco_map(gt, dets)
     mapped = {classes[i]: ds.classes[j] for i, j in index.items()}
     return map_cells(name, name, stats, len(ds), root=str(root), class_map=mapped)
 

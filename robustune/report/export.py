@@ -7,7 +7,8 @@ A classifier run becomes ``config.json`` + ``model.safetensors`` written by timm
 ``"hf-hub:USER/REPO"`` once pushed) builds it; the export checks that this model gives robustune's
 logits on normalised inputs. A CLIP prompt run becomes its prompts (``model.safetensors``),
 ``config.yaml`` and ``run.json``: a run folder that ``robustune eval DIR`` loads back. Both get a
-README.md model card (robustune.report.model_card) and the run's ``results.json``.
+README.md model card (robustune.report.model_card), the run's ``results.json`` and its numbers in
+the field's formats (robustune.report.interchange: RobustBench entries, CLIP_benchmark results).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from robustune.config import ConfigError, load_config, to_dict
 from robustune.eval.results import EvalResults
+from robustune.report.interchange import write_interchange
 from robustune.report.model_card import model_card
 from robustune.utils import read_json, write_text_atomic
 
@@ -145,6 +147,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, license: str = "other",
             export = _export_timm(run_dir, tmp, cfg, run, license)
         if evaluated is not None:
             evaluated.save(tmp / "results.json")
+            write_interchange(evaluated, run, to_dict(cfg), tmp)
         library = "timm" if export.kind == "timm" else "robustune"
         tags = ["robustune", "adversarial-robustness", cfg.method.name, "image-classification"]
         if export.kind == "clip-prompts":
