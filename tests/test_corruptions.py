@@ -144,3 +144,21 @@ def test_cli_corrupt_digits(tmp_path, capsys):
     assert len(files) == 360
     assert sorted(p.name for p in (tmp_path / "pixelate" / "2").iterdir())[0] == "eight"
     assert "360 images" in capsys.readouterr().out
+
+
+def test_cli_corrupt_uses_the_available_cores_by_default(tmp_path, monkeypatch):
+    import os
+
+    import robustune.corruptions as corruptions
+    from robustune.cli import main
+
+    seen = {}
+
+    def fake(source, out, corruptions_, severities, **kw):
+        seen["workers"] = kw["workers"]
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(corruptions, "corrupt_dataset", fake)
+    with pytest.raises(SystemExit):
+        main(["corrupt", "digits", "--out", str(tmp_path), "--corruptions", "pixelate"])
+    assert seen["workers"] == len(os.sched_getaffinity(0))

@@ -20,7 +20,8 @@ def corrupt(
     split: str = typer.Option("test", help="split of a registered dataset"),
     root: Optional[str] = typer.Option(None, help="data root of a registered dataset that needs one"),
     jpeg_quality: Optional[int] = typer.Option(None, help="save as JPEG of this quality (85 = ImageNet-C parity); default PNG"),
-    workers: int = typer.Option(1, help="parallel worker processes"),
+    workers: int = typer.Option(0, help="parallel worker processes (0: the cores available to this process; "
+                                "the files are identical for any number)"),
     seed: int = typer.Option(0, help="base seed; each (image, corruption, severity) derives its own"),
     option: list[str] = typer.Option([], "--option", help="dataset option key=value, e.g. n_images=50 (digits_det)"),
     verbose: bool = typer.Option(False, "-v"),
@@ -44,6 +45,9 @@ def corrupt(
             opts = parse_options(option)
             source = create_dataset(dataset, split, root=root, **opts)
             info = {"dataset": dataset, "split": split, **({"root": root} if root else {}), **opts}
+        import os
+
+        workers = workers or len(os.sched_getaffinity(0))
         report = corrupt_dataset(source, out, corruptions, severities, seed=seed, jpeg_quality=jpeg_quality,
                                  workers=workers, source_info=info)
     except USER_ERRORS as exc:

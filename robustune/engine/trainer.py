@@ -13,6 +13,7 @@ non-finite weights or optimizer state are never saved; a full disk is one named 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from robustune.config import RunConfig, dump_config, to_dict
 from robustune.data import DataSplits, IndexedDataset, build_loader
+from robustune.data.splits import evaluation_split_layout
 from robustune import distributed as dist
 from robustune.engine.build import build_run
 from robustune.engine.cost import PassCounter
@@ -227,6 +229,8 @@ def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | N
     write_json(run_dir / "run.json", {
         **environment_record(), "seed": cfg.train.seed, "world_size": world,
         "global_batch": cfg.data.batch_size, "per_rank_batch": cfg.data.batch_size // world,
+        "evaluation_split": {"split": cfg.data.test_split, "also_validation": cfg.data.test_split == cfg.data.val_split,
+                             "checkpoint": "the last epoch (robustune selects no checkpoint)"},
         "phases_seconds": phases or {}, **extra})
 
 
@@ -260,6 +264,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     """
     run_dir = Path(run_dir)
     check_report_to(cfg.train.report_to)  # a typo stops before any work
+    cfg = dataclasses.replace(cfg, data=evaluation_split_layout(cfg.data))  # train/ + val/, no test/
     device = resolve_device(cfg.train.device)
     dist.init_from_env(device)
     lock = folder_lock(run_dir) if dist.is_main_process() else contextlib.nullcontext()

@@ -95,6 +95,14 @@ def clean_caveats(runs: list[ModelRun]) -> list[str]:
     return out
 
 
+def validation_split_notes(runs: list[ModelRun]) -> list[str]:
+    """Models evaluated on the split they were validated on during training (ImageNet's layout)."""
+    return [f"**{run.name}** is evaluated on its validation split ({run.results.dataset.get('split')!r}, "
+            "the folder has no test split): its accuracy there was only reported during training; no "
+            "checkpoint was selected on it (the last epoch is the model)."
+            for run in runs if run.results.model.get("evaluated_on_validation_split")]
+
+
 def check_findings(runs: list[ModelRun]) -> list[str]:
     out = []
     for run in runs:
@@ -111,6 +119,7 @@ def findings(runs: list[ModelRun], summary: Table | None, skipped: list[tuple[st
     columns = summary.columns if summary is not None else []
     lines = [f for f in (column_finding(summary, c.key, runs) for c in columns) if f]
     lines += clean_caveats(runs)
+    lines += validation_split_notes(runs)
     lines += list(extra or [])
     lines += check_findings(runs)
     if skipped:
