@@ -9,7 +9,8 @@ apart), using the same package sources pip is configured with (find-links, extra
 ``--index-strategy unsafe-best-match`` so uv, like pip, takes the pinned version from whichever
 source has it). Prints wall and CPU seconds of each and their ratio, with the machine's load
 average before and after: on a shared machine the ratio, not the seconds, is the result.
-``--quick`` installs only the lock's lines that are not torch / CUDA (a smoke test of the script).
+``--quick`` installs only the lock's lines that are not torch / CUDA, each without its
+dependencies (a smoke test of the script).
 """
 
 from __future__ import annotations
@@ -73,15 +74,17 @@ def main() -> None:
         lock.write_text("\n".join(lines) + "\n")
     print(f"load average before: {load()}")
     rows = {}
+    no_deps = ["--no-deps"] if args.quick else []
     venv = args.work / "pip-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    rows["pip"] = timed([str(venv / "bin/python"), "-m", "pip", "install", "--no-cache-dir", "-q", "-r", str(lock)])
+    rows["pip"] = timed([str(venv / "bin/python"), "-m", "pip", "install", "--no-cache-dir", "-q", *no_deps,
+                         "-r", str(lock)])
     venv = args.work / "uv-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     rows["uv itself (pip install uv)"] = timed([str(venv / "bin/python"), "-m", "pip", "install", "--no-cache-dir",
                                               "-q", f"uv=={UV_VERSION}"])
     rows["uv"] = timed([str(venv / "bin/uv"), "pip", "install", "--no-cache", "--python", str(venv / "bin/python"),
-                        "--index-strategy", "unsafe-best-match", "-r", str(lock)], env=pip_sources())
+                        "--index-strategy", "unsafe-best-match", *no_deps, "-r", str(lock)], env=pip_sources())
     print(f"load average after: {load()}  ({os.cpu_count()} cores)")
     print(f"{'installer':<28} {'wall s':>8} {'CPU s':>8}")
     for name, (wall, cpu) in rows.items():
