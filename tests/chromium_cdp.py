@@ -91,7 +91,7 @@ class Page:
         page = next(t for t in targets if t["type"] == "page")
         self.ws = _WebSocket(page["webSocketDebuggerUrl"])
         self.next_id = 0
-        self.wait_for("document.readyState === 'complete'")
+        self.wait_for("location.protocol === 'file:' && document.readyState === 'complete'")
 
     def call(self, method: str, **params):
         self.next_id += 1

@@ -13,7 +13,7 @@ from robustune.eval.results import Cell, EvalResults, decode_outcomes, encode_ou
 from robustune.eval.stats import mcnemar_exact, paired_bootstrap
 from robustune.report.compare import compare_runs, holm, seed_folders
 from robustune.report.compare_text import comparison_dict, format_comparison
-from robustune.utils import write_json
+from robustune.files import write_json
 
 
 def test_outcomes_round_trip_compactly():
@@ -181,7 +181,7 @@ def test_run_json_records_counted_passes_per_step(tmp_path, method, params, pass
     forward+backward (KL target and natural term) to the same; validation forwards are not counted."""
     from robustune.config import load_config
     from robustune.engine import train
-    from robustune.utils import read_json
+    from robustune.files import read_json
 
     cfg = load_config(None, ["model.name=small_cnn", f"method.name={method}", *params, "train.max_steps=2",
                              "train.epochs=1", "data.batch_size=16"])

@@ -31,7 +31,7 @@ def test_timm_loads_the_export_with_identical_logits(vit_run, tmp_path):
     import timm
 
     from robustune.config import load_config
-    from robustune.eval.model_loading import load_run_model
+    from robustune.runs.loading import load_run_model
     from robustune.report.export import export_run
 
     out = tmp_path / "hub"
@@ -116,7 +116,7 @@ def test_clip_prompt_run_exports_prompts_that_robustune_loads_back(tmp_path):
     robustune rebuilds the same prompted CLIP from it (identical logits)."""
     from robustune.cli import main
     from robustune.config import load_config
-    from robustune.eval.model_loading import load_run_model
+    from robustune.runs.loading import load_run_model
     from robustune.report.export import export_run
 
     run = tmp_path / "fap"

@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
+@command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="run folders (or eval folders); the first is the reference"),
     samples: int = typer.Option(2000, help="bootstrap resamples of the images (mCE, mean corruption accuracy)"),
@@ -21,16 +21,12 @@ def compare(
     """Compare RUN_B, RUN_C, ... with RUN_A image by image: exact McNemar per accuracy cell, paired
     bootstrap for mCE / mean corruption accuracy, per-seed differences for seed folders, and the
     training compute of each method (flagged when unequal)."""
-    from robustune.cli.core import USER_ERRORS
     from robustune.report.compare import compare_runs
     from robustune.report.compare_text import comparison_dict, format_comparison
-    from robustune.utils import write_json
+    from robustune.files import write_json
 
     setup_logging(verbose)
-    try:
-        comparisons = compare_runs(list(runs), samples=samples, seed=seed)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    comparisons = compare_runs(list(runs), samples=samples, seed=seed)
     for cmp in comparisons:
         typer.echo(format_comparison(cmp))
     if json_out:
@@ -38,7 +34,7 @@ def compare(
         typer.echo(f"json: {json_out}")
 
 
-@app.command()
+@command()
 def leaderboard(
     runs: list[Path] = typer.Argument(..., help="run folders (or eval folders), one row each"),
     out: Path = typer.Option(Path("leaderboard.html"), "--out", help="the page to write"),
@@ -49,12 +45,8 @@ def leaderboard(
 ) -> None:
     """One self-contained, sortable, filterable HTML leaderboard with protocols on hover and paired
     significance markers against a reference model."""
-    from robustune.cli.core import USER_ERRORS
     from robustune.report.leaderboard import write_leaderboard
 
     setup_logging(verbose)
-    try:
-        path = write_leaderboard(list(runs), out, reference=reference, title=title)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    path = write_leaderboard(list(runs), out, reference=reference, title=title)
     typer.echo(f"leaderboard: {path}")

@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli.app import command, fail, setup_logging
 
 
-@app.command()
+@command()
 def export(
     run: Path = typer.Argument(..., help="a trained (and evaluated) run folder"),
     out: Path = typer.Option(..., help="new folder to write (config.json, model.safetensors, README.md, ...)"),
@@ -24,15 +24,11 @@ def export(
 ) -> None:
     """Export RUN so that timm (``timm.create_model("local-dir:OUT", pretrained=True)``) or robustune
     (CLIP prompt runs) loads it, with a model card giving every number with its protocol."""
-    from robustune.cli.core import USER_ERRORS
     from robustune.report.export import export_run
     from robustune.report.export import push_to_hub as push
 
     setup_logging(verbose)
-    try:
-        done = export_run(run, out, license=license, results=results)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    done = export_run(run, out, license=license, results=results)
     typer.echo(f"{done.kind} export → {out}/ ({', '.join(done.files)})")
     if done.max_logit_difference is not None:
         typer.echo(f"timm reloads it: max |logit difference| {done.max_logit_difference:.2g} on 4 random images")

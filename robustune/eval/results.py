@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from robustune.eval.stats import wilson_interval
-from robustune.utils import read_json, write_json
+from robustune.files import read_json, write_json
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from robustune.models.factory import register_model
+from robustune.models.registry import register_model
 
 
 # vit_tiny32 is timm's ``vit_tiny_patch16_224`` with these arguments (robustune export writes it so)

@@ -28,7 +28,7 @@ import numpy as np
 
 from robustune.eval.results import EvalResults, load_per_sample
 from robustune.eval.stats import mcnemar_exact, paired_bootstrap
-from robustune.utils import read_json
+from robustune.files import read_json
 
 ALPHA = 0.05
 SEED_DIR = re.compile(r"(?:^|__)seed[=_-]?(\d+)$")
@@ -347,12 +347,10 @@ def seed_values(folder: Path) -> dict[str, float]:
     for ev in evals:
         prefix = "" if ev.name == "eval" else ev.name[len("eval_"):] + ":"
         out.update({prefix + k: c.value for k, c in EvalResults.load(ev / "results.json").cells.items()})
-    from robustune.fewshot.table import harmonic_mean
-
     for key in [k[len("base:"):] for k in out if k.startswith("base:")]:
         base, new = out.get(f"base:{key}"), out.get(f"new:{key}")
         if new is not None:
-            out[f"HM:{key}"] = harmonic_mean(base, new)
+            out[f"HM:{key}"] = 0.0 if base + new == 0 else 2 * base * new / (base + new)  # CoCoOp's HM
     return out
 
 

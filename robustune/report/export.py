@@ -26,7 +26,7 @@ from robustune.config import ConfigError, load_config, to_dict
 from robustune.eval.results import EvalResults
 from robustune.report.interchange import write_interchange
 from robustune.report.model_card import model_card
-from robustune.utils import read_json, write_text_atomic
+from robustune.files import read_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Export:
 
 def timm_architecture(name: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(timm architecture, model_args) that build ``model.name`` ``name`` in timm itself."""
-    from robustune.models.factory import MODELS
+    from robustune.models.registry import MODELS
     from robustune.models.tiny import TIMM_EQUIVALENTS
 
     if name in TIMM_EQUIVALENTS:
@@ -68,9 +68,9 @@ def _timm_model(run_dir: Path, cfg, classes: list[str]):
     """(robustune Classifier with the run's weights, the same weights in timm's own model, arch, args)."""
     import timm
 
-    from robustune.engine.build import resolve_weights_file
-    from robustune.models import create_classifier
-    from robustune.models.factory import load_state_dict_file
+    from robustune.models.factory import create_classifier
+    from robustune.models.weights import load_state_dict_file
+    from robustune.runs.build import resolve_weights_file
 
     arch, args = timm_architecture(cfg.model.name, cfg.model.kwargs)
     model = create_classifier(cfg.model.name, num_classes=len(classes), weights=None, **cfg.model.kwargs)

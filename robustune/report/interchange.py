@@ -23,7 +23,7 @@ from typing import Any
 
 from robustune.eval.results import Cell, EvalResults
 from robustune.report.model_card import protocol_text
-from robustune.utils import write_json
+from robustune.files import write_json
 
 
 def _pct(value: float) -> str:

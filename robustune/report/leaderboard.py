@@ -18,7 +18,7 @@ from pathlib import Path
 from robustune.eval.results import Cell
 from robustune.report.compare import Evaluated, compare_pair, load_evaluated
 from robustune.report.model_card import protocol_text
-from robustune.utils import write_text_atomic
+from robustune.files import write_text_atomic
 
 LOWER_IS_BETTER = ("mCE", "relative_mCE", "unnormalized_mCE")
 HEADLINE = ("clean", "pgd/", "adversarial/", "corruptions/mean_corruption_accuracy", "corruptions/mCE",
