@@ -112,7 +112,7 @@ def save_coco_results(out_dir: Path, key: str, detections: list[dict], ground_tr
     corrupted copies share the clean set's): image ids are the data set's indices, category ids
     label + 1, so ``COCO(ground_truth).loadRes(results)`` gives the cell's mAP."""
     from robustune.eval.results import safe_name
-    from robustune.utils import write_json
+    from robustune.files import write_json
 
     folder = Path(out_dir) / "coco_results"
     gt_path = folder / f"{ground_truth_name}.ground_truth.json"
