@@ -8,20 +8,28 @@ STAMP := $(VENV)/.robustune-installed
 CPU ?=
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 CUDA_ONLY := ^(nvidia-|cuda-|triton==)
+UV_VERSION ?= 0.13.8
+UV := $(VENV)/bin/uv
+# $(call install,ARGS): uv pip install ARGS into the venv, pip install ARGS if uv is missing or fails
+install = if test -x $(UV); then $(UV) pip install --python $(PY) $(1) || $(PY) -m pip install $(1); \
+	else $(PY) -m pip install $(1); fi
 
 .PHONY: demo test test-all bench check-report clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "== installing into $(VENV) (pip shows its progress; a few minutes on a first install)"
+	@echo "== installing into $(VENV) (a few minutes on a first install)"
 	$(PY) -m pip install --upgrade "pip>=24"
+	# uv installs the lock much faster than pip (benchmarks/install_speed.py, docs/benchmarks.md);
+	# pip is the fallback when uv cannot be installed or fails
+	-$(PY) -m pip install -q "uv==$(UV_VERSION)"
 ifeq ($(CPU),1)
 	@echo "== CPU-only torch from $(TORCH_CPU_INDEX)"
-	$(PY) -m pip install --index-url $(TORCH_CPU_INDEX) $$(grep -E '^(torch|torchvision)==' requirements.lock)
+	$(call install,--index-url $(TORCH_CPU_INDEX) $$(grep -E '^(torch|torchvision)==' requirements.lock))
 	grep -vE '$(CUDA_ONLY)' requirements.lock > $(VENV)/requirements-cpu.txt
-	$(PY) -m pip install -r $(VENV)/requirements-cpu.txt
+	$(call install,-r $(VENV)/requirements-cpu.txt)
 else
-	$(PY) -m pip install -r requirements.lock
+	$(call install,-r requirements.lock)
 endif
 	# AutoAttack components; --no-deps keeps its unused `requests~=2.25.1` pin out (docs/adversarial-evaluation.md)
 	$(PY) -m pip install --no-deps torchattacks==3.5.1

@@ -130,6 +130,7 @@ class TrainConfig:
     max_steps: int | None = ranged(None, ge=1)  # stop after N optimizer steps (smoke tests); the schedule stays the full run's
     checkpoint_every: int | str | None = None  # step checkpoints too: every N steps (int ≥ 1) or a duration ("15m")
     stop_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])  # finish the step, save, exit 75
+    report_to: list[str] = field(default_factory=list)  # trackers: tensorboard, wandb (robustune.tracking)
 
 
 @dataclass
@@ -284,4 +285,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def dump_config(cfg: Any) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    """The YAML of a config. ``train.report_to`` is left out when empty: a run without trackers
+    writes the config.yaml (and the cache keys hashed from it) of a robustune without them."""
+    data = to_dict(cfg)
+    if isinstance(data.get("train"), dict) and not data["train"].get("report_to"):
+        data["train"].pop("report_to", None)
+    return yaml.safe_dump(data, sort_keys=False)

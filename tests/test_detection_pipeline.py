@@ -62,6 +62,15 @@ def test_train_corrupt_eval_report_two_detectors(tmp_path):
     if res["clean"]["value"] > 0:
         assert res["corruptions/rPC"]["value"] == pytest.approx(mpc / res["clean"]["value"])
     assert (runs["plain"] / "eval" / "figures" / "detections_clean.png").is_file()
+    # COCO results JSON of every cell, with the ground truth they refer to: pycocotools reproduces mAP
+    from robustune.eval.detection import coco_map
+
+    coco = runs["plain"] / "eval" / "coco_results"
+    gt = json.loads((coco / "clean.ground_truth.json").read_text())
+    for key, name in (("clean", "clean"), ("corruptions/fog/5", "corruptions_fog_5")):
+        dets = json.loads((coco / f"{name}.json").read_text())
+        assert all(set(d) == {"image_id", "category_id", "bbox", "score"} for d in dets)
+        assert coco_map(gt, dets)["mAP"] == pytest.approx(res[key]["value"])
     before = (runs["plain"] / "eval" / "results.json").read_text()
     _cli("eval", runs["plain"], "--suite", "clean,corruptions", "--option", f"corruption_root={corrupted}")
     assert json.loads(before)["cells"] == json.loads((runs["plain"] / "eval" / "results.json").read_text())["cells"]

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "robustune"
 LAYERS = {
     # base: errors, configs, registries, files, small helpers, torch.distributed
     "errors": 0, "registry": 0, "config": 0, "utils": 0, "files": 0, "distributed": 0, "resources": 0,
-    "preemption": 0, "precision": 0,
+    "preemption": 0, "precision": 0, "tracking": 0,
     # the library's ground floor: data, models, losses, attacks
     "data": 1, "models": 1, "losses": 1, "attacks": 1,
     # built on it: CLIP, GFN's own pieces, corruptions, the analyses' functions

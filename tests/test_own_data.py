@@ -237,3 +237,25 @@ def test_written_files_follow_the_umask(tmp_path):
     for name in ("config.yaml", "model.safetensors", "run.json", "report.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
     assert ckpt.stat().st_mode & 0o777 == 0o755
+
+
+def test_imagenet_layout_trains_and_evaluates_without_extra_keys(tmp_path, capsys):
+    """train/ + val/ and no test/ (the field's layout): val is the evaluation split, said once in
+    the log and recorded in run.json; the report says no checkpoint was selected on it."""
+    root = write_tree(tmp_path / "photos", {"train": ("ant", "bee"), "val": ("ant", "bee")}, n=4)
+    run = tmp_path / "run"
+    tiny = [x for t in TINY if not t.startswith("train.eval_every") for x in ("--set", t)]
+    assert cli("train", "configs/erm_digits.yaml", *tiny, "--set", f"data.root={root}", "--set",
+               "model.init_from=null", "--out", str(run)) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "no test/" in line]
+    assert len(said) == 1 and "'val' is the evaluation split and also the validation split" in said[0]
+    assert "no checkpoint is selected on it (the last epoch is used)" in said[0]
+    record = json.loads((run / "run.json").read_text())
+    assert record["evaluation_split"]["split"] == "val" and record["evaluation_split"]["also_validation"]
+    assert "test_split: val" in (run / "config.yaml").read_text()
+    assert cli("eval", str(run), "--suite", "clean", "--eps", "") == 0
+    results = json.loads((run / "eval" / "results.json").read_text())
+    assert results["dataset"]["split"] == "val" and results["cells"]["clean"]["n"] == 8
+    assert results["model"]["evaluated_on_validation_split"] is True
+    assert cli("report", str(run), "--out", str(tmp_path / "r.md")) == 0
+    assert "no checkpoint was selected on it (the last epoch is the model)" in (tmp_path / "r.md").read_text()

@@ -18,6 +18,8 @@ def _register_commands() -> None:
     from robustune.cli import fewshot  # noqa: F401  (fewshot)
     from robustune.cli import ablate  # noqa: F401  (ablate)
     from robustune.cli import data  # noqa: F401  (verify)
+    from robustune.cli import compare  # noqa: F401  (compare, leaderboard)
+    from robustune.cli import export  # noqa: F401  (export)
 
 
 def main(argv: list[str] | None = None) -> None:

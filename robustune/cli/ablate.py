@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import command, setup_logging
+from robustune.cli.app import REPORT_TO_HELP, command, report_to_overrides, setup_logging
 
 
 @command()
@@ -23,6 +23,7 @@ def ablate(
     out: Optional[Path] = typer.Option(None, help="folder (default runs/ablate_<name>)"),
     columns: str = typer.Option("", help="table columns as wildcards on cell keys, e.g. "
                                 "'clean,corruptions/motion_blur/5' (default: headline metrics)"),
+    report_to: str = typer.Option("", help=REPORT_TO_HELP + " (each cell's training)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run a grid (sequential, resumable, finished cells skipped) and write ablation.md/.json."""
@@ -31,7 +32,7 @@ def ablate(
     from robustune.config import EvalConfig, load_config
 
     setup_logging(verbose)
-    base = load_config(config, set_)
+    base = load_config(config, list(set_) + report_to_overrides(report_to))
     ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps)
     folder = out or Path("runs") / f"ablate_{base.name}"
     res = run_ablation(base, parse_grid(grid), folder, [int(s) for s in parse_list(seeds)], ecfg,

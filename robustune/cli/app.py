@@ -110,3 +110,14 @@ def command(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[
         return app.command(name)(reports_user_errors(fn))
 
     return register
+
+
+REPORT_TO_HELP = "trackers: tensorboard, wandb (comma-separated; open_clip's --report-to)"
+
+
+def report_to_overrides(report_to: str) -> list[str]:
+    """``--report-to tensorboard,wandb`` as the config override ``train.report_to=[...]`` (none if empty)."""
+    from robustune.tracking import check_report_to
+
+    names = check_report_to(report_to.split(","))
+    return [f"train.report_to=[{','.join(names)}]"] if names else []

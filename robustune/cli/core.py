@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import USER_ERRORS, command, fail, setup_logging
+from robustune.cli.app import REPORT_TO_HELP, USER_ERRORS, command, fail, report_to_overrides, setup_logging
 
 
 @command()
@@ -21,6 +21,7 @@ def train(
     nproc: int = typer.Option(1, help="processes on this node (wraps torchrun)"),
     max_restarts: int = typer.Option(0, help="with --nproc: torchrun restarts of failed workers (each "
                                      "continues from the last checkpoint)"),
+    report_to: str = typer.Option("", help=REPORT_TO_HELP),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Train a model with the method and recipe of CONFIG."""
@@ -31,6 +32,7 @@ def train(
     setup_logging(verbose)
     if resume not in RESUME_MODES:
         raise ValueError(f"--resume {resume!r}: use auto, yes (or --resume alone) or no")
+    set_ = list(set_) + report_to_overrides(report_to)
     cfg = load_config(config, set_)
     run_dir = out or Path("runs") / cfg.name
     if nproc > 1:
@@ -64,6 +66,7 @@ def eval_cmd(
     shard: Optional[str] = typer.Option(None, help="i/n: compute every n-th cell (processes or machines "
                                                    "sharing the folder; or join folders with `robustune merge`)"),
     precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 | auto (default: the run's eval.precision)"),
+    report_to: str = typer.Option("", help=REPORT_TO_HELP + "; the cells go there as summaries"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell (docs/scale-out.md for many GPUs)."""
@@ -73,8 +76,10 @@ def eval_cmd(
 
     from robustune.cli.evaluation import eval_config, parse_list, parse_options, parse_shard
     from robustune.runs import evaluate_run, load_run_config
+    from robustune.tracking import Trackers, check_report_to
 
     setup_logging(verbose)
+    trackers = check_report_to(report_to.split(","))
     cfg = load_run_config(run)
     ecfg = eval_config(suite, eps, steps, n_examples, split or cfg.data.test_split, seed,
                        precision or cfg.eval.precision)
@@ -92,6 +97,10 @@ def eval_cmd(
     results = evaluate_run(run, ecfg, out, cfg=cfg, device=device, options=options, shard=part).results
     if rank:
         return
+    if trackers:
+        name = str(results.model.get("run_name") or run.name)
+        with Trackers(trackers, out or run / "eval", name, {"dataset": results.dataset}, job_type="eval") as t:
+            t.summary({key: cell.value for key, cell in results.cells.items()})
     for key, cell in results.cells.items():
         n = f"n={cell.n}" if cell.n is not None else ""
         typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}  {n}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from robustune.cli.app import command, setup_logging
+from robustune.cli.app import REPORT_TO_HELP, command, report_to_overrides, setup_logging
 from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options, parse_shard
 from robustune.config import ConfigError, parse_number
 
@@ -42,6 +42,7 @@ def fewshot(
     dry_run: bool = typer.Option(False, "--dry-run", help="list the cells and their status, run nothing"),
     shard: Optional[str] = typer.Option(None, help="i/n: run every n-th cell (processes or machines sharing OUT)"),
     nproc: int = typer.Option(1, help="run N cells at once, one process per device (GPU i, or CPU)"),
+    report_to: str = typer.Option("", help=REPORT_TO_HELP + " (each cell's training)"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run (or resume) a few-shot protocol and write OUT/table.md and OUT/table.json."""
@@ -50,7 +51,7 @@ def fewshot(
     from robustune.fewshot.protocol import cell_status, plan_cells, source_of
 
     setup_logging(verbose)
-    cfg = load_config(config, set_)
+    cfg = load_config(config, list(set_) + report_to_overrides(report_to))
     alpha = parse_number(pgd_alpha)
     if not isinstance(alpha, float):
         raise ConfigError(f"--pgd-alpha must be a number like 1/255, got {pgd_alpha!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -57,14 +58,26 @@ def report(
     runs: list[Path] = typer.Argument(..., help="run folders, eval folders or results.json files"),
     out: Path = typer.Option(Path("report.html"), "--out", help="report.html or report.md"),
     title: str = typer.Option("Robustness report", help="report title"),
+    report_to: str = typer.Option("", help="trackers (tensorboard, wandb) that get the figures "
+                                  "of a Markdown report (its PNGs), logged under OUT's folder"),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Compare several models' results.json side by side (tables, best per column, plots embedded)."""
+    import time
+
     from robustune.report import write_report
+    from robustune.tracking import Trackers, check_report_to
 
     setup_logging(verbose)
+    started = time.time()
+    trackers = check_report_to(report_to.split(","))
     path = write_report(runs, out, title=title)
     typer.echo(f"report: {path}")
+    if trackers:
+        figures = sorted(p for p in path.parent.glob("*.png") if p.stat().st_mtime >= started - 1)
+        with Trackers(trackers, path.parent, path.stem, job_type="report") as t:
+            t.images(figures)
+        typer.echo(f"{len(figures)} figure(s) sent to {', '.join(trackers)}")
 
 
 @command()

@@ -130,6 +130,27 @@ def augment_training_split(train: Dataset, augment: str, model: Any | None) -> N
                           "for detection, or leave it unset")
 
 
+def evaluation_split_layout(cfg: DataConfig) -> DataConfig:
+    """The field's ImageNet layout, ``root/train/`` + ``root/val/`` and no ``root/test/``: ``val`` is
+    the evaluation split (the config's default ``test_split: test`` is replaced, once, with a log
+    line). When ``val`` is also the validation split its accuracy is only reported: the engine
+    never selects a checkpoint (the last epoch is the model), so nothing is tuned on it."""
+    import dataclasses
+    import logging
+    from pathlib import Path
+
+    if cfg.name not in ("folder", "imagenet") or not cfg.root or cfg.test_split != "test":
+        return cfg
+    base = Path(cfg.root)
+    if (base / "test").is_dir() or not (base / cfg.train_split).is_dir() or not (base / "val").is_dir():
+        return cfg
+    logging.getLogger(__name__).info(
+        "%s has %s/ and val/ but no test/: 'val' is the evaluation split%s", base, cfg.train_split,
+        " and also the validation split; no checkpoint is selected on it (the last epoch is used)"
+        if cfg.val_split == "val" else "")
+    return dataclasses.replace(cfg, test_split="val")
+
+
 def load_splits(cfg: DataConfig, model: Any | None = None) -> DataSplits:
     """Datasets for ``cfg`` sized for ``model``, with ``train_subset`` / ``shots`` applied to train.
 

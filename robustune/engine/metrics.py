@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 class MetricsWriter:
     """Writes one JSON object per line to ``metrics.jsonl`` (flushed per line)."""
 
-    def __init__(self, path: Path, enabled: bool = True) -> None:
+    def __init__(self, path: Path, enabled: bool = True, trackers: Any = None) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.trackers = trackers  # robustune.tracking.Trackers: every record also goes there
 
     def truncate_after(self, step: int) -> None:
         """Drop records logged after ``step`` (the checkpoint a resumed run restarts from)."""
@@ -43,6 +44,8 @@ class MetricsWriter:
         with disk_full_named(self.path, len(line)):
             with open(self.path, "a") as fh:
                 fh.write(line)
+        if self.trackers is not None:
+            self.trackers.log(record, prefix="train/")
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

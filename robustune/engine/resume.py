@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 EPOCH_STATE_PREFIX = "__epoch_state__."  # method.epoch_state() tensors inside a step checkpoint's model file
 # Settings that change how a run is carried out, not what it computes: a folder whose config differs
 # only in these still holds "the same run" for --resume auto.
-OPERATIONAL = {"train.device", "train.max_steps", "train.checkpoint_every", "train.keep_checkpoints",
-               "train.stop_signals", "data.num_workers", "data.pin_memory"}
+OPERATIONAL = {"train.device", "train.max_steps", "train.checkpoint_every", "train.keep_checkpoints", "train.report_to",
+               "train.stop_signals", "data.num_workers", "data.pin_memory", "data.decode"}
 
 
 @dataclass

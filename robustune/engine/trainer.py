@@ -15,6 +15,7 @@ non-finite weights or optimizer state are never saved; a full disk is one named 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,13 +25,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from robustune.config import RunConfig
+from robustune.config import RunConfig, to_dict
 from robustune.data import DataSplits, IndexedDataset
 from robustune.data.loading import DeviceBatches, EpochSampler, LoaderOptions
-from robustune.data.splits import SkipSampler
+from robustune.data.splits import SkipSampler, evaluation_split_layout
 from robustune import distributed as dist
 from robustune.engine.checkpoint import (checkpoint_name, latest_checkpoint, list_checkpoints, non_finite_tensors,
                                          save_checkpoint)
+from robustune.engine.cost import PassCounter
 from robustune.engine.metrics import MetricsWriter
 from robustune.engine.rank_state import prune_rank_state, save_rank_state
 from robustune.engine.optim import create_optimizer, create_scheduler
@@ -44,6 +46,7 @@ from robustune.methods import Method, SetupContext, StepContext
 from robustune.precision import autocast, check_inner_attack_precision, resolve_precision
 from robustune.runs.build import build_run
 from robustune.runs.record import write_run_record
+from robustune.tracking import Trackers, check_report_to
 from robustune.utils import resolve_device, step_generator
 
 log = logging.getLogger(__name__)
@@ -89,11 +92,12 @@ def _train_batches(splits: DataSplits, cfg: RunConfig, device: torch.device,
 
 def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, device, epoch: int,
                  step: int, metrics: MetricsWriter, run_dir: Path, totals: torch.Tensor,
-                 after_step=None) -> tuple[int, dict[str, float], bool]:
+                 after_step=None, counter: PassCounter | None = None) -> tuple[int, dict[str, float], bool]:
     """One epoch (or fewer steps when ``train.max_steps`` is reached in it, or a stop signal came).
 
     ``totals``: the epoch's (loss·n, correct, n) so far; ``after_step(step, totals)`` returns True
-    to stop (it has saved a step checkpoint). Returns (step, stats, stopped).
+    to stop (it has saved a step checkpoint); ``counter`` counts each step's passes and time.
+    Returns (step, stats, stopped).
     """
     method.train()
     stopped = False
@@ -102,6 +106,7 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
     for batch in bar:
         if cfg.train.max_steps is not None and step >= cfg.train.max_steps:
             break
+        t_step = time.perf_counter()
         images, labels = to_device(batch[0], device), to_device(batch[1], device)  # images: on device already
         indices = batch[2] if len(batch) > 2 else None
         if cfg.train.channels_last and torch.is_tensor(images):
@@ -129,6 +134,9 @@ def _train_epoch(method: Method, loader, opt, sched, scaler, cfg: RunConfig, dev
         sched.step()
         step += 1
         totals += _step_totals(out, loss, labels, device)
+        if counter is not None:
+            counter.step_done(int(out.get("n", labels.numel() if torch.is_tensor(labels) else len(labels))),
+                              time.perf_counter() - t_step)
         if step % max(1, cfg.train.log_every) == 0:
             value = loss.item()
             logs = {k: float(v) for k, v in out.get("logs", {}).items()}
@@ -228,6 +236,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool | str = False,
     every rank finishes its step, rank 0 writes a step checkpoint and :class:`Preempted` is raised.
     """
     run_dir = Path(run_dir)
+    check_report_to(cfg.train.report_to)  # a typo stops before any work
+    cfg = dataclasses.replace(cfg, data=evaluation_split_layout(cfg.data))  # train/ + val/, no test/
     device = resolve_device(cfg.train.device)
     dist.init_from_env(device)
     dist.per_rank_batch(cfg.data.batch_size)  # a batch the ranks cannot share: one line, nothing written
@@ -280,14 +290,23 @@ def _train_locked(cfg: RunConfig, run_dir: Path, device: torch.device, resume: b
         metrics.clear()  # a fresh start: rows of a killed earlier attempt must not survive
         method.setup(setup_ctx)
     phases = {"setup": time.perf_counter() - t0}
+    counter = None if cfg.train.compile else PassCounter().attach(method.cost_module())
+    metrics.trackers = trackers = Trackers(cfg.train.report_to if main else [], run_dir, cfg.name, to_dict(cfg))
     loop = _EpochLoop(cfg, run_dir, device, method, splits, opt, sched, metrics, setup_ctx,
-                      steps_per_epoch, scaler, steps, batches, sampler, batch)
-    epochs_run, val_acc = loop.run(point)
+                      steps_per_epoch, scaler, steps, batches, sampler, batch, counter=counter)
+    try:
+        epochs_run, val_acc = loop.run(point)
+    finally:
+        trackers.close()
+        if counter is not None:
+            counter.detach()
     phases["train"] = time.perf_counter() - t0 - phases["setup"]
+    compute = counter.record() if counter is not None else {"note": "not counted under train.compile"}
     if main:
         save_tensors(run_dir / "model.safetensors", method.export_state())
         write_run_record(run_dir, cfg, phases, steps_per_epoch=steps_per_epoch, classes=splits.classes,
-                         steps=loop.step, weights_sha256=file_sha256(run_dir / "model.safetensors"))
+                         steps=loop.step, weights_sha256=file_sha256(run_dir / "model.safetensors"),
+                         method=cfg.method.name, compute=compute)
     return TrainResult(run_dir, method, splits, epochs_run, val_acc, phases)
 
 
@@ -308,6 +327,7 @@ class _EpochLoop:
     batches: DeviceBatches
     sampler: SkipSampler
     batch: int  # per rank
+    counter: PassCounter | None = None
     step: int = 0
 
     def run(self, point: ResumePoint) -> tuple[int, float | None]:
@@ -325,14 +345,16 @@ class _EpochLoop:
             if cfg.train.max_steps is not None and self.step >= cfg.train.max_steps:
                 break
             te = time.perf_counter()
-            skip = enter_epoch(method, epoch, point, self.setup_ctx, cfg.train.seed)
+            with self._not_counted():
+                skip = enter_epoch(method, epoch, point, self.setup_ctx, cfg.train.seed)
             totals = torch.zeros(3, device=self.device)  # loss sum, correct, seen: no per-step sync
             if skip and point.totals is not None and dist.is_main_process():
                 totals += torch.tensor(point.totals, device=self.device)  # summed over ranks: once
             self.sampler.set_epoch(epoch, skip=skip * self.batch)
             self.step, stats, stopped = _train_epoch(
                 ddp_method, self.batches, self.opt, self.sched, self.scaler, cfg, self.device, epoch, self.step,
-                self.metrics, self.run_dir, totals, lambda s, t: self._after_step(epoch, s, t, watched))
+                self.metrics, self.run_dir, totals, lambda s, t: self._after_step(epoch, s, t, watched),
+                self.counter)
             if stopped:
                 self._stopped(epoch)
             epochs_run += 1
@@ -340,17 +362,9 @@ class _EpochLoop:
             check_finite_state(method, self.opt, watched, epoch, self.step, self.run_dir)
             if self.splits.val is not None and cfg.train.eval_every and \
                     ((epoch + 1) % cfg.train.eval_every == 0 or not complete):
-                if getattr(self.splits.val, "is_detection", False):  # COCO mAP, robustune.eval.detection
-                    from robustune.eval.detection import detection_map
-
-                    stats["val_mAP"] = detection_map(method.eval_model(), self.splits.val,
-                                                     cfg.data.eval_batch_size, self.device,
-                                                     precision=precision)["mAP"]
-                else:
-                    val_acc = accuracy(method.eval_model(), self.splits.val, cfg.data.eval_batch_size,
-                                       self.device, loader=LoaderOptions.from_config(cfg.data),
-                                       precision=precision)
-                    stats["val_acc"] = val_acc
+                val = self._validate(precision)
+                val_acc = val.get("val_acc", val_acc)
+                stats.update(val)
             stats["epoch_seconds"] = time.perf_counter() - te
             self.metrics.write({"step": self.step, "epoch": epoch, "epoch_end": True,
                                 **({} if complete else {"max_steps_reached": True}), **stats})
@@ -383,6 +397,21 @@ class _EpochLoop:
                         f"(epoch {epoch + 1}); step checkpoint {saved.name if saved else 'written'} in "
                         f"{self.run_dir / 'checkpoints'}",
                         how=f"--out {self.run_dir} --resume auto")
+
+    def _not_counted(self):
+        return self.counter.paused() if self.counter is not None else contextlib.nullcontext()
+
+    def _validate(self, precision: str) -> dict[str, float]:
+        """Validation accuracy (or COCO mAP for a detector, robustune.eval.detection); not step cost."""
+        model, cfg = self.method.eval_model(), self.cfg
+        with self._not_counted():
+            if getattr(self.splits.val, "is_detection", False):
+                from robustune.eval.detection import detection_map
+
+                return {"val_mAP": detection_map(model, self.splits.val, cfg.data.eval_batch_size,
+                                                 self.device, precision=precision)["mAP"]}
+            return {"val_acc": accuracy(model, self.splits.val, cfg.data.eval_batch_size, self.device,
+                                        loader=LoaderOptions.from_config(cfg.data), precision=precision)}
 
 
 def _wrap_ddp(method: Method, device: torch.device) -> Method:

@@ -133,6 +133,23 @@ def no_detection_stats(ground_truth: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def save_coco_results(out_dir: Path, key: str, detections: list[dict], ground_truth: dict,
+                      ground_truth_name: str) -> Path:
+    """A detection cell's predictions as COCO results JSON (``coco_results/<key>.json``) and, once
+    per evaluation set, the ground truth they refer to (``coco_results/<name>.ground_truth.json``;
+    corrupted copies share the clean set's): image ids are the data set's indices, category ids
+    label + 1, so ``COCO(ground_truth).loadRes(results)`` gives the cell's mAP."""
+    from robustune.eval.results import safe_name
+    from robustune.files import write_json
+
+    folder = Path(out_dir) / "coco_results"
+    gt_path = folder / f"{ground_truth_name}.ground_truth.json"
+    if not gt_path.exists():
+        write_json(gt_path, ground_truth)
+    write_json(folder / f"{safe_name(key)}.json", detections)
+    return folder / f"{safe_name(key)}.json"
+
+
 def detection_map(model: nn.Module, dataset: Dataset, batch_size: int = 8,
                   device: torch.device | str = "cpu", desc: str = "detect", *,
                   precision: str = "fp32") -> dict[str, float | None]:
@@ -187,9 +204,11 @@ def clean_detection_suite(ctx: EvalContext):
         preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc="clean",
                                    precision=ctx.precision)
         figure = ctx.out_dir / "figures" / "detections_clean.png"
+        gt, dets = ds.coco_ground_truth(), coco_detections(preds)
         if dist.is_main_process():  # rank 0 writes the results folder
             draw_detections(ds, preds, figure)
-        stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+            save_coco_results(ctx.out_dir, "clean", dets, gt, "clean")
+        stats = coco_map(gt, dets)
         return map_cells("clean", "clean", stats, len(ds), figure=str(figure.relative_to(ctx.out_dir)))
 
     yield "clean", compute

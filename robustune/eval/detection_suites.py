@@ -10,11 +10,13 @@ from pathlib import Path
 
 import torch
 
+from robustune import distributed as dist
 from robustune.corruptions.registry import COMMON_CORRUPTIONS
 from robustune.eval.detection import (
     as_detection_dataset,
     coco_detections,
     coco_map,
+    save_coco_results,
     map_cells,
     predict_detections,
 )
@@ -74,7 +76,10 @@ def corruptions_detection_suite(ctx: EvalContext):
                 ds = corrupted_cell_dataset(root, c, s)
                 preds = predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=key,
                                            precision=ctx.precision)
-                stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+                gt, dets = ds.coco_ground_truth(), coco_detections(preds)
+                if dist.is_main_process():  # rank 0 writes the results folder
+                    save_coco_results(ctx.out_dir, key, dets, gt, "clean")  # the clean set's boxes
+                stats = coco_map(gt, dets)
                 cells = map_cells(key, SUITE, stats, len(ds), corruption=c, severity=s, root=str(root))
                 return cells[:1]  # the mAP cell; the other stats stay in its details
 
@@ -114,7 +119,10 @@ def ood_detection_cells(ctx: EvalContext, name: str, default_map: str) -> list[C
     preds = relabel_predictions(predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=name,
                                                    precision=ctx.precision),
                                 index, len(classes))
-    stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+    gt, dets = ds.coco_ground_truth(), coco_detections(preds)
+    if dist.is_main_process():  # rank 0 writes the results folder
+        save_coco_results(ctx.out_dir, name, dets, gt, name)
+    stats = coco_map(gt, dets)
     mapped = {classes[i]: ds.classes[j] for i, j in index.items()}
     return map_cells(name, name, stats, len(ds), root=str(root), class_map=mapped)
 

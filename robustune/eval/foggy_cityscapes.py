@@ -27,7 +27,9 @@ from __future__ import annotations
 from typing import Any
 
 from robustune.data.cityscapes import FOGGY_BETAS, parse_beta
-from robustune.eval.detection import as_detection_dataset, coco_detections, coco_map, map_cells, predict_detections
+from robustune import distributed as dist
+from robustune.eval.detection import (as_detection_dataset, coco_detections, coco_map, map_cells, predict_detections,
+                                      save_coco_results)
 from robustune.eval.detection_suites import class_map, relabel_predictions
 from robustune.eval.results import Cell, EvalResults
 from robustune.eval.suites import EvalContext, register_suite
@@ -86,7 +88,10 @@ def beta_cells(ctx: EvalContext, root: str, split: str, beta: float) -> list[Cel
     preds = relabel_predictions(predict_detections(ctx.model, ds, ctx.batch_size, ctx.device, desc=beta_key(beta),
                                                    precision=ctx.precision),
                                 index, n_classes)
-    stats = coco_map(ds.coco_ground_truth(), coco_detections(preds))
+    gt, dets = ds.coco_ground_truth(), coco_detections(preds)
+    if dist.is_main_process():  # rank 0 writes the results folder; every fog level has the same boxes
+        save_coco_results(ctx.out_dir, beta_key(beta), dets, gt, f"{SUITE}_{split}")
+    stats = coco_map(gt, dets)
     return map_cells(beta_key(beta), SUITE, stats, len(ds), beta=beta, root=root, split=split)
 
 

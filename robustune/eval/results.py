@@ -10,12 +10,14 @@ and a recomputed summary replaces every cell of the previous one.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from robustune.eval.stats import wilson_interval
@@ -34,6 +36,9 @@ class Cell:
     ci95: tuple[float, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     fingerprint: str | None = None  # key of EvalResults.inputs: what this number was measured on
+    # per-image outcomes in the order of the evaluated set (1 = correct, or robust for an attack
+    # cell), packed 8 per byte and base64-encoded: encode_outcomes / decode_outcomes (``n`` images)
+    outcomes: str | None = None
 
     @classmethod
     def from_outcomes(cls, key: str, suite: str, metric: str, correct: torch.Tensor,
@@ -41,7 +46,25 @@ class Cell:
         n = int(correct.numel())
         k = int(correct.sum().item())
         return cls(key=key, suite=suite, metric=metric, value=k / max(n, 1), n=n,
-                   ci95=wilson_interval(k, n), details=details)
+                   ci95=wilson_interval(k, n), details=details, outcomes=encode_outcomes(correct))
+
+    def outcome_array(self) -> np.ndarray | None:
+        """The per-image outcomes as a boolean array of length ``n`` (None when not stored)."""
+        return None if self.outcomes is None or self.n is None else decode_outcomes(self.outcomes, self.n)
+
+
+def encode_outcomes(correct: torch.Tensor | np.ndarray) -> str:
+    """Booleans → ``np.packbits`` bytes → base64 text (10,000 images take 1,668 characters)."""
+    bits = np.asarray(correct.cpu() if torch.is_tensor(correct) else correct).astype(bool).ravel()
+    return base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")
+
+
+def decode_outcomes(text: str, n: int) -> np.ndarray:
+    """The inverse of :func:`encode_outcomes` for ``n`` images."""
+    packed = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
+    if packed.size != (n + 7) // 8:
+        raise ValueError(f"stored outcomes hold {packed.size * 8} bits, not the {n} images of the cell")
+    return np.unpackbits(packed)[:n].astype(bool)
 
 
 @dataclass

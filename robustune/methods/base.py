@@ -114,6 +114,10 @@ class Method(nn.Module):
         """The [0,1]-input classifier that evaluation uses."""
         return self.model
 
+    def cost_module(self) -> nn.Module:
+        """The module whose forward and backward passes measure a step's cost (robustune.engine.cost)."""
+        return self.model
+
 
 METHODS: Registry[type[Method]] = Registry("method")
 

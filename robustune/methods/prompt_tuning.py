@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from robustune.attacks import PGD
 from robustune.clip.prompted import PromptedCLIP, trainable_is_prompt_only
@@ -71,6 +72,10 @@ class PromptMethod(Method):
         if isinstance(params, AttackParams):
             self.attack = PGD(self.model, eps=params.eps, steps=params.steps, alpha=params.alpha,
                               loss=params.attack_loss)
+
+    def cost_module(self) -> nn.Module:
+        """CLIP's image tower: every image forward (clean, attack step, adversarial) runs through it."""
+        return self.model.clip.visual
 
     @classmethod
     def learner_kwargs(cls, params: Any, model: CLIPClassifier) -> dict[str, Any]:

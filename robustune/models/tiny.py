@@ -7,12 +7,17 @@ from torch import nn
 from robustune.models.registry import register_model
 
 
+# vit_tiny32 is timm's ``vit_tiny_patch16_224`` with these arguments (robustune export writes it so)
+VIT_TINY32_ARGS = dict(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4)
+TIMM_EQUIVALENTS = {"vit_tiny32": ("vit_tiny_patch16_224", VIT_TINY32_ARGS)}
+
+
 @register_model("vit_tiny32", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(3, 32, 32))
 def vit_tiny32(num_classes: int = 10, **kwargs) -> nn.Module:
     """timm VisionTransformer: 32 px, patch 4, dim 64, depth 4, 4 heads (~208 K parameters, the machine-notes recipe)."""
     from timm.models.vision_transformer import VisionTransformer
 
-    args = dict(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4)
+    args = dict(VIT_TINY32_ARGS)
     args.update(kwargs)
     return VisionTransformer(num_classes=num_classes, **args)
 

@@ -1,7 +1,11 @@
 """The report's "Findings": short sentences written from the stored numbers (no number recomputed).
 
 Rules (ours): the best model per summary column, with its 95 % interval; the runner-up is named
-when the two intervals overlap (the difference is then not resolved at this n); a column where
+with the paired test of the two on the same images (robustune.report.compare: exact McNemar for an
+accuracy, a paired bootstrap over images for mCE / mean corruption accuracy), "resolved (p = …)"
+at p < 0.05 or "not resolved at this n"; one test per column, not adjusted across columns. Where
+no paired test is possible (outcomes not stored, other images) the two 95 % intervals are
+compared instead and the line says so; a column where
 every model has the same value names no best; a model more than ``CLEAN_DROP_POINTS`` below the
 reference model's clean accuracy gets a caveat; failed sanity checks and skipped files are listed.
 """
@@ -31,7 +35,22 @@ def _overlap(a: Cell, b: Cell) -> bool:
     return bool(a.ci95 and b.ci95 and a.ci95[0] <= b.ci95[1] and b.ci95[0] <= a.ci95[1])
 
 
-def column_finding(table: Table, key: str) -> str | None:
+def _difference_verdict(runs: dict[str, ModelRun], key: str, best: str, second: str, a: Cell, b: Cell) -> str:
+    from robustune.report.compare import Evaluated, paired_cell
+
+    test = None
+    if best in runs and second in runs:
+        ev = [Evaluated(r.name, r.results, r.folder, None) for r in (runs[best], runs[second])]
+        test = paired_cell(ev[0], ev[1], key)
+    if test is not None and test.p_value is not None:
+        how = "exact McNemar" if test.test == "McNemar" else "paired bootstrap over images"
+        return f" — {best} vs {second}: {test.verdict} ({how}, n = {test.n})"
+    if _overlap(a, b):
+        return " — the intervals overlap (no paired test: per-image outcomes not stored): not resolved at this n"
+    return " (no paired test: per-image outcomes not stored)"
+
+
+def column_finding(table: Table, key: str, runs: list[ModelRun] | None = None) -> str | None:
     col = next(c for c in table.columns if c.key == key)
     cells = {m: r[key] for m, r in table.rows.items() if key in r}
     if len(cells) < 2:
@@ -54,8 +73,7 @@ def column_finding(table: Table, key: str) -> str | None:
     if rest:
         second = rest[0]
         text += f"; next {second} at {_shown(cells[second])}"
-        if _overlap(cell, cells[second]):
-            text += " — the intervals overlap: not resolved at this n"
+        text += _difference_verdict({r.name: r for r in runs or []}, key, lead[0], second, cell, cells[second])
     return text + note + "."
 
 
@@ -77,6 +95,14 @@ def clean_caveats(runs: list[ModelRun]) -> list[str]:
     return out
 
 
+def validation_split_notes(runs: list[ModelRun]) -> list[str]:
+    """Models evaluated on the split they were validated on during training (ImageNet's layout)."""
+    return [f"**{run.name}** is evaluated on its validation split ({run.results.dataset.get('split')!r}, "
+            "the folder has no test split): its accuracy there was only reported during training; no "
+            "checkpoint was selected on it (the last epoch is the model)."
+            for run in runs if run.results.model.get("evaluated_on_validation_split")]
+
+
 def check_findings(runs: list[ModelRun]) -> list[str]:
     out = []
     for run in runs:
@@ -91,8 +117,9 @@ def findings(runs: list[ModelRun], summary: Table | None, skipped: list[tuple[st
              extra: list[str] | None = None) -> list[str]:
     """The Findings bullet points (Markdown inline: ``**bold**`` only)."""
     columns = summary.columns if summary is not None else []
-    lines = [f for f in (column_finding(summary, c.key) for c in columns) if f]
+    lines = [f for f in (column_finding(summary, c.key, runs) for c in columns) if f]
     lines += clean_caveats(runs)
+    lines += validation_split_notes(runs)
     lines += list(extra or [])
     lines += check_findings(runs)
     if skipped:

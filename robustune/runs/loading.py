@@ -51,7 +51,8 @@ def load_run_model(cfg: RunConfig, run_dir: Path, split: str | None = None, *,
                            f"the evaluated split {split!r}")
     info = {
         "model": {"name": cfg.model.name, "weights": str(weights), "method": cfg.method.name,
-                  "run_dir": str(run_dir), "run_name": cfg.name},
+                  "run_dir": str(run_dir), "run_name": cfg.name,
+                  **({"evaluated_on_validation_split": True} if split == cfg.data.val_split else {})},
         "dataset": {"name": cfg.data.name, "split": split, "root": cfg.data.root,
                     "preprocessing": f"resize/crop to {getattr(model, 'input_size', '?')}, [0,1], "
                                      "normalised inside the model"},

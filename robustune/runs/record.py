@@ -19,4 +19,6 @@ def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | N
     write_json(run_dir / "run.json", {
         **environment_record(), "seed": cfg.train.seed, "world_size": world,
         "global_batch": cfg.data.batch_size, "per_rank_batch": dist.per_rank_batch(cfg.data.batch_size),
+        "evaluation_split": {"split": cfg.data.test_split, "also_validation": cfg.data.test_split == cfg.data.val_split,
+                             "checkpoint": "the last epoch (robustune selects no checkpoint)"},
         "phases_seconds": phases or {}, **extra})
