@@ -30,7 +30,16 @@ def init_from_env(device: torch.device) -> bool:
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return is_distributed()
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None:
+        dist.init_process_group(backend=backend)
+    else:
+        # Under torchrun the workers of every restart share the agent's store: without a prefix of
+        # their own, a restarted rank can read a killed peer's old address from it and fail to
+        # connect ("Gloo connectFullMesh failed … Connection refused", seen here in 2 of 6 restarts).
+        store, rank_, world = next(dist.rendezvous("env://"))
+        dist.init_process_group(backend=backend, store=dist.PrefixStore(f"robustune/restart_{restart}", store),
+                                rank=rank_, world_size=world)
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return True
