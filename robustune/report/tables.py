@@ -41,7 +41,8 @@ def _results_file(path: Path) -> Path:
 
 
 def load_runs(paths: Sequence[str | Path], skipped: list[tuple[str, str]] | None = None) -> list[ModelRun]:
-    """One :class:`ModelRun` per path (results.json, an eval folder or a run folder), unique names.
+    """One :class:`ModelRun` per path (results.json, an eval folder or a run folder), unique names
+    (a repeated run name gets its run folder's name, e.g. an ablation cell's ``method=nbr__seed=0``).
 
     With a ``skipped`` list, a missing or unreadable file is appended to it as (path, reason)
     instead of raising, so a report still shows the others and says which were left out.
@@ -57,7 +58,10 @@ def load_runs(paths: Sequence[str | Path], skipped: list[tuple[str, str]] | None
             skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
             continue
         base = str(res.model.get("run_name") or res.model.get("name") or Path(p).name)
+        folder = file.parent.parent if file.parent.name == "eval" else file.parent
         name, k = base, 2
+        if any(r.name == name for r in runs):  # e.g. the cells of one ablation: name them by folder
+            name = f"{base} [{folder.name}]"
         while any(r.name == name for r in runs):
             name, k = f"{base} ({k})", k + 1
         runs.append(ModelRun(name, res, file))
