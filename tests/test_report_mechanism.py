@@ -81,4 +81,4 @@ def test_section_needs_a_similarity_and_two_aligned_models(tmp_path):
     assert error_rank_section(load_runs([c])) is None  # one model: nothing to compare
     assert error_rank_section(load_runs([c, a])) is not None
     same = load_runs([c, _eval(tmp_path / "d" / "eval", "c", {"noise": (5, 1)})])
-    assert [r.name for r in same] == ["c", "c [d]"]  # a repeated run name: named by its run folder
+    assert [r.name for r in same] == ["c [c]", "c [d]"]  # a repeated run name: named by its run folder

@@ -47,7 +47,7 @@ def load_runs(paths: Sequence[str | Path], skipped: list[tuple[str, str]] | None
     With a ``skipped`` list, a missing or unreadable file is appended to it as (path, reason)
     instead of raising, so a report still shows the others and says which were left out.
     """
-    runs: list[ModelRun] = []
+    loaded: list[tuple[str, EvalResults, Path]] = []
     for p in paths:
         try:
             file = _results_file(Path(p))
@@ -57,11 +57,13 @@ def load_runs(paths: Sequence[str | Path], skipped: list[tuple[str, str]] | None
                 raise
             skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
             continue
-        base = str(res.model.get("run_name") or res.model.get("name") or Path(p).name)
+        loaded.append((str(res.model.get("run_name") or res.model.get("name") or Path(p).name), res, file))
+    bases = [b for b, _, _ in loaded]
+    runs: list[ModelRun] = []
+    for base, res, file in loaded:
         folder = file.parent.parent if file.parent.name == "eval" else file.parent
-        name, k = base, 2
-        if any(r.name == name for r in runs):  # e.g. the cells of one ablation: name them by folder
-            name = f"{base} [{folder.name}]"
+        # a repeated run name (e.g. the cells of one ablation): every such run is named by its folder
+        name, k = (base if bases.count(base) == 1 else f"{base} [{folder.name}]"), 2
         while any(r.name == name for r in runs):
             name, k = f"{base} ({k})", k + 1
         runs.append(ModelRun(name, res, file))
