@@ -73,11 +73,12 @@ def per_seed(files: list[Path], severity: int) -> dict[str, dict[int, dict]]:
 
 
 def paired(groups: dict[str, dict[int, dict]], against: str) -> list[dict]:
-    """Per row: (row − ``against``) per common seed, mean ± std, for clean, mean corr. acc and mCE."""
+    """Per row but the reference (the first row): (row − ``against``) per common seed, mean ± std,
+    for clean, mean corr. acc and mCE."""
     if against not in groups:
         raise SystemExit(f"--paired {against!r}: no such row; rows: {', '.join(groups)}")
     base, out = groups[against], []
-    for label, seeds in groups.items():
+    for label, seeds in list(groups.items())[1:]:
         common = sorted(set(seeds) & set(base))
         if label == against or not common:
             continue
