@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from robustune.fewshot.table import harmonic_mean, write_tables
-from robustune.utils import write_text_atomic
+from robustune.files import write_text_atomic
 
 LABELS = {"a/zeroshot": "zero-shot", "a/fap": "FAP", "b/fap": "FAP, equal compute (PGD-4)",
           "d/erapt": "ER-APT", "e/erapt": "ER-APT w/o evolution", "c/erapt": "ER-APT w/o dyn. weighting"}
