@@ -9,6 +9,9 @@ without evaluating again: mean corruption accuracy over the 15 common corruption
 that severity, mCE at that severity (CE_c = error_c / reference error_c, the reference being the
 first file's first row, e.g. the unchanged ERM model; mCE = 100 · mean_c CE_c) and motion blur's
 accuracy. Prints a Markdown table (values in %, mean ± std over seeds, n seeds per row).
+``--paired ROW`` (repeatable) adds a table of per-seed paired differences, each row minus ROW at the
+same seed (mean ± std over the common seeds, and each seed's difference), for clean accuracy, mean
+corruption accuracy and mCE.
 """
 
 from __future__ import annotations
@@ -60,20 +63,53 @@ def read_rows(path: Path) -> dict:
     return {"rows": rows}
 
 
-def summarise(files: list[Path], severity: int) -> list[dict]:
+def per_seed(files: list[Path], severity: int) -> dict[str, dict[int, dict]]:
+    """row label → seed → metrics (the reference is the first file's first row)."""
     tables = [read_rows(f) for f in files]
     ref = tables[0]["rows"][0]["metrics"]
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, dict[int, dict]] = {}
     for table in tables:
         for row in table["rows"]:
             label = ", ".join(f"{k}={v}" for k, v in row["values"].items())
             try:
-                metrics = row_metrics(row["metrics"], ref, severity)
-                groups.setdefault(label, []).append(metrics)
+                groups.setdefault(label, {})[row["seed"]] = row_metrics(row["metrics"], ref, severity)
             except KeyError as exc:  # a cell not evaluated at this severity (yet): left out, said so
                 print(f"skipped {label} seed {row['seed']}: {exc}", file=sys.stderr)
+    return groups
+
+
+def paired(groups: dict[str, dict[int, dict]], against: str) -> list[dict]:
+    """Per row but the reference (the first row): (row − ``against``) per common seed, mean ± std,
+    for clean, mean corr. acc and mCE."""
+    if against not in groups:
+        raise SystemExit(f"--paired {against!r}: no such row; rows: {', '.join(groups)}")
+    base, out = groups[against], []
+    for label, seeds in list(groups.items())[1:]:
+        common = sorted(set(seeds) & set(base))
+        if label == against or not common:
+            continue
+        entry = {"row": label, "against": against, "seeds": common}
+        for k in ("clean", "mean_corruption_acc", "mCE"):
+            d = [seeds[s][k] - base[s][k] for s in common]
+            entry[k] = {"mean": statistics.fmean(d), "std": statistics.stdev(d) if len(d) > 1 else 0.0, "per_seed": d}
+        out.append(entry)
+    return out
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    head = ["row", "vs", "Δ clean", "Δ mean corr. acc", "Δ mCE (per seed)", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cell = [f"{r[k]['mean']:+.1f} ± {r[k]['std']:.1f}" for k in ("clean", "mean_corruption_acc", "mCE")]
+        cell[-1] += " (" + ", ".join(f"{d:+.1f}" for d in r["mCE"]["per_seed"]) + ")"
+        lines.append(f"| {r['row']} | {r['against']} | " + " | ".join(cell) + f" | {len(r['seeds'])} |")
+    return "\n".join(lines)
+
+
+def summarise(groups: dict[str, dict[int, dict]]) -> list[dict]:
     out = []
-    for label, rows in groups.items():
+    for label, by_seed in groups.items():
+        rows = [by_seed[s] for s in sorted(by_seed)]
         entry = {"row": label, "seeds": len(rows)}
         for k in rows[0]:
             mean, std = seed_mean_std([r[k] for r in rows])
@@ -95,11 +131,18 @@ def main() -> None:
     ap.add_argument("files", type=Path, nargs="+", help="ablation.json files; the first one's first row is the reference")
     ap.add_argument("--severity", type=int, required=True)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--paired", action="append", default=[], help="row label to subtract per seed (repeatable)")
     args = ap.parse_args()
-    rows = summarise(args.files, args.severity)
+    groups = per_seed(args.files, args.severity)
+    rows = summarise(groups)
+    diffs = [d for against in args.paired for d in paired(groups, against)]
     if args.out:
-        write_json(args.out, {"severity": args.severity, "reference": str(args.files[0]), "rows": rows})
+        write_json(args.out, {"severity": args.severity, "reference": str(args.files[0]), "rows": rows,
+                              "paired": diffs})
     print(markdown(rows, args.severity))
+    if diffs:
+        print("\nPaired per-seed differences (row − vs, same seed; points):\n")
+        print(paired_markdown(diffs))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,13 @@ def test_cells_in_memory_give_the_same_cells(tmp_path, corrupted):
     disk, mem = corruption_cell(corrupted, "contrast", 2), memory_cell(corrupted, "contrast", 2)
     assert all(torch.equal(disk[i][0], mem[i][0]) and disk[i][1] == mem[i][1] for i in range(len(disk)))
     assert memory_cell(corrupted, "contrast", 2).images is mem.images  # decoded once, then shared
+    # each corrupted image's clean source index is saved (the error-rank section aligns with it)
+    from robustune.eval.results import load_per_sample
+
+    for out in ("disk", "mem"):
+        saved = load_per_sample(tmp_path / out, "corruptions/contrast/2")
+        assert sorted(saved["source"].tolist()) == list(range(8))
+        assert saved["label"].tolist() == [tiny_dataset().targets[i] for i in saved["source"].tolist()]
     # a number-neutral option: resuming the on-disk results with it re-uses every cell, no refusal
     resumed = run(model(1), tmp_path / "disk", corrupted, cells_in_memory=True)
     assert {k: c.value for k, c in resumed.cells.items()} == {k: c.value for k, c in on_disk.cells.items()}
@@ -160,3 +167,17 @@ def test_imagenet_p_sequences_npy_and_mp4(tmp_path):
     assert res.cells["imagenet-p/gaussian_noise"].details["noise_rule"] is True
     expected = np.mean([100 * res.cells["imagenet-p/rotate"].value / 0.5, 100 * fp / 0.25])
     assert res.cells["imagenet-p/mFR"].value == pytest.approx(expected)
+
+
+def test_corruption_images_takes_the_same_sources_in_every_cell(tmp_path, corrupted):
+    from robustune.eval.results import load_per_sample
+
+    res = run(model(1), tmp_path / "sub", corrupted, corruption_images=5)
+    sources = []
+    for c in ("gaussian_noise", "contrast"):
+        for s in (1, 2):
+            assert res.cells[f"corruptions/{c}/{s}"].n == 5
+            saved = load_per_sample(tmp_path / "sub", f"corruptions/{c}/{s}")
+            assert saved["label"].tolist() == [tiny_dataset().targets[i] for i in saved["source"].tolist()]
+            sources.append(saved["source"].tolist())
+    assert all(s == sources[0] for s in sources)

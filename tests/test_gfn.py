@@ -95,7 +95,7 @@ def test_loss_readings_depend_on_alpha_and_k_and_reduce_to_ce(ranks):
     labels = torch.randint(0, 10, (64,), generator=g)
     targets = sample_neighbor_targets(labels, neighbor_table(ranks, 5), g)
     ce = F.cross_entropy(logits, labels).item()
-    for name in ("rank_weighted", "neighbor_suppression", "neighbor_margin"):
+    for name in ("rank_weighted", "neighbor_suppression", "neighbor_margin", "neighbor_additive"):
         base = _loss(name, logits, labels, targets, ranks, alpha=0.5, k=5)
         assert base != pytest.approx(_loss(name, logits, labels, targets, ranks, alpha=0.2, k=5)), name
         # k matters: with k = 9 the normaliser / the neighbour set changes
@@ -104,6 +104,8 @@ def test_loss_readings_depend_on_alpha_and_k_and_reduce_to_ce(ranks):
     assert _loss("rank_weighted", logits, labels, targets, ranks, alpha=1.0, k=5) == pytest.approx(ce)
     assert _loss("neighbor_suppression", logits, labels, targets, ranks, lam=0.0) == pytest.approx(ce)
     assert _loss("neighbor_margin", logits, labels, targets, ranks, beta=0.0) == pytest.approx(ce)
+    assert _loss("neighbor_additive", logits, labels, targets, ranks, margin=0.0) == pytest.approx(ce)
+    assert _loss("predicted_rank", logits, labels, targets, ranks, beta=0.0) == pytest.approx(ce)
     assert _loss("neighbor_margin", logits, labels, targets, ranks) > ce  # never a weight < 1
     assert _loss("neighbor_suppression", logits, labels, targets, ranks) > ce
 
@@ -131,3 +133,31 @@ def test_methods_registered_and_gfn_step_runs(trained_tiny_model, batch):
     out = m.training_step(x, y, StepContext(0, 0, torch.Generator().manual_seed(0)))
     assert out["loss"].requires_grad and 1 <= out["logs"]["target_rank"] <= 3
     assert create_method("nbr", model, {"k": 3}).loss_name == "ce"
+
+
+def test_sign_noise_and_alpha_rank_targets(trained_tiny_model, batch):
+    import copy
+
+    from robustune.methods import SetupContext, StepContext, create_method
+
+    x, y = batch
+    model = copy.deepcopy(trained_tiny_model)
+    noise = create_method("sign_noise", model, {"eta": 0.02})
+    seen = {}
+    real_forward = model.forward
+    model.forward = lambda t: seen.setdefault("x", t) is not None and real_forward(t)
+    out = noise.training_step(x, y, StepContext(0, 0, torch.Generator().manual_seed(0)))
+    model.forward = real_forward
+    delta = seen["x"] - x
+    step = (0.02 * model.std).reshape(1, -1, 1, 1).expand_as(x)
+    inside = (x > step) & (x < 1 - step)  # unclipped pixels move by exactly ±step, both signs seen
+    assert torch.allclose(delta.abs()[inside], step[inside], atol=1e-6)
+    assert (delta[inside] > 0).float().mean().item() == pytest.approx(0.5, abs=0.02)
+    assert out["loss"].requires_grad
+    nbr = create_method("nbr", model, {"k": 3, "target_sampling": "alpha_rank", "alpha": 0.5})
+    nbr.setup(SetupContext(create_dataset("digits", "train"), torch.device("cpu"), 0))
+    ranks = [nbr.training_step(x, y, StepContext(0, s, torch.Generator().manual_seed(s)))["logs"]["target_rank"]
+             for s in range(5)]
+    assert sum(ranks) / 5 < 2.0 - 0.2  # uniform over ranks 1..3 has mean 2; ∝ 0.5^r has mean 11/7
+    with pytest.raises(ValueError, match="target_sampling"):
+        create_method("nbr", model, {"target_sampling": "far"})

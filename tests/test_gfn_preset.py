@@ -28,7 +28,7 @@ def test_gfn_vit_b16_imagenet_preset_runs_on_fake_imagenet(tmp_path):
     assert cfg.model.name == "vit_base_patch16_224" and cfg.optim.name == "sgd"
     assert cfg.optim.lr == 1e-3 and cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 5e-4
     assert cfg.method.params == {"eta": 0.01, "eta_space": "normalized", "k": 20, "alpha": 0.5,
-                                 "loss": "rank_weighted", "max_per_class": 100}
+                                 "loss": "neighbor_margin", "beta": 10, "max_per_class": 100}
     result = train(cfg, tmp_path / "run")
     assert result.method.k == 2  # k = 20 clamped to C - 1 on the 3-class fake set
     assert (tmp_path / "run" / "similarity.safetensors").exists()

@@ -133,8 +133,10 @@ class CorruptionArrayDataset(Dataset):
 class MemoryImages(Dataset):
     """A decoded corruption cell held in memory as uint8 (exact for 8-bit images); items as float [0,1]."""
 
-    def __init__(self, images: torch.Tensor, targets: list[int], classes: list[str]) -> None:
+    def __init__(self, images: torch.Tensor, targets: list[int], classes: list[str],
+                 source: torch.Tensor | None = None) -> None:
         self.images, self.targets, self.classes = images, targets, classes
+        self.source = source  # per image, the index of its clean source (None: unknown)
         self.transform: Callable | None = None
 
     def __len__(self) -> int:
@@ -151,7 +153,25 @@ def _memory_cell(root: str, corruption: str, severity: int, classes: tuple[str, 
     ds = corruption_cell(root, corruption, severity, classes=list(classes) if classes else None)
     items = [ds[i] for i in range(len(ds))]
     images = torch.stack([x for x, _ in items]).mul_(255).round_().to(torch.uint8)
-    return MemoryImages(images, [int(y) for _, y in items], list(getattr(ds, "classes", []) or []))
+    return MemoryImages(images, [int(y) for _, y in items], list(getattr(ds, "classes", []) or []),
+                      source_indices(ds))
+
+
+def source_indices(ds: Dataset) -> torch.Tensor | None:
+    """Per image of a corrupted cell, the index of its clean source image, or None when unknown.
+
+    Known for a :class:`MemoryImages` of one and for folders written by ``robustune corrupt`` from a
+    registered dataset (file stems are the source indices).
+    """
+    if isinstance(ds, MemoryImages):
+        return ds.source
+    samples = getattr(ds, "samples", None)
+    if not samples:
+        return None
+    try:
+        return torch.tensor([int(Path(p).stem) for p, _ in samples])
+    except (TypeError, ValueError):
+        return None
 
 
 def memory_cell(root: str | os.PathLike, corruption: str, severity: int,
@@ -165,7 +185,7 @@ def memory_cell(root: str | os.PathLike, corruption: str, severity: int,
     cell = Path(root) / corruption / str(severity)
     stamp = cell.stat().st_mtime if cell.exists() else 0.0
     shared = _memory_cell(str(root), corruption, severity, tuple(classes) if classes else None, stamp)
-    view = MemoryImages(shared.images, shared.targets, shared.classes)  # own .transform per caller
+    view = MemoryImages(shared.images, shared.targets, shared.classes, shared.source)  # own .transform per caller
     return view
 
 

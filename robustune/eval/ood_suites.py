@@ -41,12 +41,13 @@ from robustune.data.robustness_sets import (
     corruption_cell,
     imagenet_subset_indices,
     memory_cell,
+    source_indices,
 )
 from robustune.data.splits import model_input_options
 from robustune.eval import corruption_metrics as cm
 from robustune.eval.clean import predict
 from robustune.eval.results import Cell, EvalResults
-from robustune.eval.suites import EvalContext, register_suite
+from robustune.eval.suites import EvalContext, fixed_subset, register_suite
 
 log = logging.getLogger(__name__)
 SUITE = "corruptions"
@@ -130,6 +131,17 @@ def _folder_classes(ctx: EvalContext, root: Path, corruption: str, severity: int
     return None
 
 
+def _cell_subset(ds: Dataset, source: torch.Tensor | None, n: int | str | None):
+    """``corruption_images=N``: the same fixed N positions of every cell (seed 0), i.e. the same
+    source images in every corruption and severity of a ``robustune corrupt`` copy (ours, to save time)."""
+    if not n:
+        return ds, source
+    sub = fixed_subset(ds, int(n), seed=0)
+    if source is not None and sub is not ds:
+        source = source[torch.as_tensor(sub.indices)]
+    return sub, source
+
+
 @register_suite(SUITE)
 def corruptions_suite(ctx: EvalContext):
     root = corruption_root(ctx, "an ImageNet-C style tree, a CIFAR-C folder, or one made by `robustune corrupt`")
@@ -146,10 +158,14 @@ def corruptions_suite(ctx: EvalContext):
                     ds = memory_cell(root, c, s, classes)
                 else:
                     ds = corruption_cell(root, c, s, classes=classes)
-                pred, y = predict(ctx.model, _fit_to_model(ds, ctx.model), ctx.batch_size, ctx.device,
-                                  loader=ctx.loader, precision=ctx.precision)
+                ds = _fit_to_model(ds, ctx.model)
+                source = source_indices(ds)  # aligns each image with its clean original (error ranks)
+                ds, source = _cell_subset(ds, source, ctx.options.get("corruption_images"))
+                pred, y = predict(ctx.model, ds, ctx.batch_size, ctx.device, loader=ctx.loader,
+                                  precision=ctx.precision)
                 correct = pred == y
-                ctx.save_per_sample(key, correct=correct, pred=pred, label=y)
+                ctx.save_per_sample(key, correct=correct, pred=pred, label=y,
+                                    **({"source": source} if source is not None else {}))
                 return Cell.from_outcomes(key, SUITE, "top1_accuracy", correct, corruption=c, severity=s,
                                           error=1 - correct.float().mean().item(), root=str(root))
 
@@ -158,7 +174,7 @@ def corruptions_suite(ctx: EvalContext):
                                                               n_classes=len(ctx.classes))
 
 
-corruptions_suite.number_options = ("corruption_root",)
+corruptions_suite.number_options = ("corruption_root", "corruption_images")
 corruptions_suite.uses_seed = corruptions_suite.uses_subset = False  # the corrupted copy, whole
 
 

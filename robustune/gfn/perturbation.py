@@ -1,6 +1,7 @@
 """Neighbour-targeted perturbation (GFN Eq. 5).
 
-x' = clip_[0,1]( x − η · sign(∇_x CE(f(x), p)) ), p ~ Uniform(N_k(c)) per sample.
+x' = clip_[0,1]( x − η · sign(∇_x CE(f(x), p)) ), p ~ Uniform(N_k(c)) per sample (the paper);
+option (*ours*, a control of issue 20): p drawn ∝ α^{rank_c(p)} over N_k(c).
 
 It is the project's targeted PGD (one step by default, no random start) with the target drawn
 from the true class's k nearest classes. The paper's η is in normalised-input units; in pixel
@@ -28,11 +29,23 @@ def pixel_step(model: nn.Module, eta: float, eta_space: str = "normalized") -> t
 
 
 def sample_neighbor_targets(labels: torch.Tensor, table: torch.Tensor,
-                            generator: torch.Generator | None = None) -> torch.Tensor:
-    """p ~ Uniform(N_k(c)) for each label c; ``table`` is the (C, k) neighbour table."""
+                            generator: torch.Generator | None = None,
+                            probs: torch.Tensor | None = None) -> torch.Tensor:
+    """p ~ Uniform(N_k(c)) for each label c (Eq. 5), or p ~ ``probs`` over the ranks 1..k when given;
+    ``table`` is the (C, k) neighbour table, column r−1 the class of rank r."""
     k = table.shape[1]
-    pick = torch.randint(0, k, (labels.shape[0],), generator=generator, device=labels.device)
+    if probs is None:
+        pick = torch.randint(0, k, (labels.shape[0],), generator=generator, device=labels.device)
+    else:
+        rows = probs.to(labels.device, torch.float32).reshape(1, k).expand(labels.shape[0], k)
+        pick = torch.multinomial(rows, 1, replacement=True, generator=generator).squeeze(1)
     return table.to(labels.device)[labels, pick]
+
+
+def rank_target_probs(alpha: float, k: int) -> torch.Tensor:
+    """(k,) probabilities ∝ α^r for the ranks r = 1..k (targets drawn as ``rank_weighted`` weighs them)."""
+    w = alpha ** torch.arange(1, k + 1, dtype=torch.float64)
+    return (w / w.sum()).float()
 
 
 class NeighborPerturbation:
@@ -55,7 +68,8 @@ class NeighborPerturbation:
                           targeted=True, loss="ce", use_eval_mode=use_eval_mode)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, table: torch.Tensor,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(perturbed images, sampled targets)."""
-        targets = sample_neighbor_targets(labels, table, generator)
+                 generator: torch.Generator | None = None,
+                 probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perturbed images, sampled targets); ``probs`` as in :func:`sample_neighbor_targets`."""
+        targets = sample_neighbor_targets(labels, table, generator, probs)
         return self.attack(images, targets, generator=generator), targets

@@ -149,9 +149,10 @@ class GFNDetParams:
     eta_space: str = "normalized"  # normalized | pixel
     k: int = 20  # neighbours N_k(c), clamped to C - 1
     alpha: float = 0.5  # w = alpha^rank of the distance weighting
-    loss: str = "rank_weighted"  # ROI classification reading: ce | rank_weighted | neighbor_suppression | neighbor_margin
+    loss: str = "neighbor_margin"  # ROI classification reading (robustune.losses.gfn; gfn's default, ours)
     lam: float = 1.0  # λ of neighbor_suppression
-    beta: float = 1.0  # β of neighbor_margin
+    beta: float = 10.0  # β of neighbor_margin / predicted_rank (gfn's classifier default; not screened for detection)
+    margin: float = 1.0  # m of neighbor_additive
     neighbor_weight: float = 1.0  # weight of CE(z, p) in the perturbation objective (0: background only)
     background_weight: float = 1.0  # weight of CE(z, background) in it (0: neighbour only)
     similarity_source: str = "features"  # features (GT-box features of the trunk) | head_weights (box classifier rows)
@@ -235,7 +236,7 @@ class GFNDet(SimilarityRefresh, DetectionMethod):
         total = F.cross_entropy(rp.class_logits[~fg], rp.labels[~fg], reduction="sum") if bool((~fg).any()) else 0.0
         if bool(fg.any()):
             fg_loss = gfn_loss(p.loss)(rp.class_logits[fg], rp.labels[fg], self.roi_targets(rp, neighbors)[fg],
-                                       ranks, alpha=p.alpha, k=self.k, lam=p.lam, beta=p.beta)
+                                       ranks, alpha=p.alpha, k=self.k, lam=p.lam, beta=p.beta, margin=p.margin)
             total = total + fg_loss * int(fg.sum())
         return total / max(1, len(rp.labels))
 

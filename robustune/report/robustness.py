@@ -1,7 +1,8 @@
 """``write_report``: several models' results.json side by side, as self-contained HTML or Markdown.
 
 Order: Findings, the summary (with one threat-model line per adversarial column), corruption
-grids (corruption × severity per model), CE per corruption, figures, then any extra sections
+grids (corruption × severity per model), CE per corruption, where corruption-induced mistakes land
+(report/mechanism.py, when two or more classifiers with a class similarity are compared), figures, then any extra sections
 (``sections=``: e.g. the CLIP table of the demo or detection results), then the appendix of every
 stored cell (HTML).
 """
@@ -16,6 +17,7 @@ from typing import Sequence
 
 from robustune.report import plots
 from robustune.report.findings import findings
+from robustune.report.mechanism import error_rank_section
 from robustune.report.render import (
     Section,
     bullets_section,
@@ -83,6 +85,8 @@ def classifier_sections(runs: list[ModelRun], folder: Path, analysis_dirs=None) 
     grids = grids_section(runs)
     body += [grids] if grids else []
     body += [Section(t.title, table_html(t), table_markdown(t)) for t in tables[1:]]
+    mechanism = error_rank_section(runs)  # two or more classifiers with a class similarity
+    body += [mechanism] if mechanism else []
     for name, figs in build_sections(runs, analysis_dirs).items():
         if figs:
             body.append(figures_section(name, figs, folder))

@@ -35,12 +35,13 @@ def _results_file(path: Path) -> Path:
 
 
 def load_runs(paths: Sequence[str | Path], skipped: list[tuple[str, str]] | None = None) -> list[ModelRun]:
-    """One :class:`ModelRun` per path (results.json, an eval folder or a run folder), unique names.
+    """One :class:`ModelRun` per path (results.json, an eval folder or a run folder), unique names
+    (a repeated run name gets its run folder's name, e.g. an ablation cell's ``method=nbr__seed=0``).
 
     With a ``skipped`` list, a missing or unreadable file is appended to it as (path, reason)
     instead of raising, so a report still shows the others and says which were left out.
     """
-    runs: list[ModelRun] = []
+    loaded: list[tuple[str, EvalResults, Path]] = []
     for p in paths:
         try:
             file = _results_file(Path(p))
@@ -50,8 +51,13 @@ def load_runs(paths: Sequence[str | Path], skipped: list[tuple[str, str]] | None
                 raise
             skipped.append((str(p), f"{type(exc).__name__}: {exc}"))
             continue
-        base = str(res.model.get("run_name") or res.model.get("name") or Path(p).name)
-        name, k = base, 2
+        loaded.append((str(res.model.get("run_name") or res.model.get("name") or Path(p).name), res, file))
+    bases = [b for b, _, _ in loaded]
+    runs: list[ModelRun] = []
+    for base, res, file in loaded:
+        folder = file.parent.parent if file.parent.name == "eval" else file.parent
+        # a repeated run name (e.g. the cells of one ablation): every such run is named by its folder
+        name, k = (base if bases.count(base) == 1 else f"{base} [{folder.name}]"), 2
         while any(r.name == name for r in runs):
             name, k = f"{base} ({k})", k + 1
         runs.append(ModelRun(name, res, file))
