@@ -1,7 +1,7 @@
 """One base-to-new table from the per-method protocol folders of scripts/erapt_pairs_results.sh.
 
 Usage: ``python scripts/erapt_pairs_table.py [OUT]`` (default runs/erapt_pairs) → OUT/table/table.md
-and table.json (robustune.fewshot.table's format: mean ± std over seeds, HM of base and new), and
+and table.json, OUT/table/autoattack.md (from scripts/erapt_pairs_autoattack.py, if run) (robustune.fewshot.table's format: mean ± std over seeds, HM of base and new), and
 OUT/table/paired.md: per-seed differences of the HM between methods trained on the same seed
 (same shots, same test images), mean ± std over the seeds they share and how many are > 0 — the
 seed-to-seed noise of a comparison is the std of the paired difference, not the two rows' stds.
@@ -19,13 +19,14 @@ import numpy as np
 from robustune.fewshot.table import harmonic_mean, write_tables
 from robustune.utils import write_text_atomic
 
-LABELS = {"a/zeroshot": "zero-shot", "a/fap": "FAP", "b/fap": "FAP, equal compute (PGD-4)",
+EQ = "FAP, equal compute (PGD-8)"
+LABELS = {"a/zeroshot": "zero-shot", "f/coop": "CoOp (clean)", "a/fap": "FAP", "b/fap": EQ,
           "d/erapt": "ER-APT", "e/erapt": "ER-APT w/o evolution", "c/erapt": "ER-APT w/o dyn. weighting"}
 
 
-PAIRS = [("ER-APT", "FAP"), ("ER-APT", "FAP, equal compute (PGD-4)"), ("ER-APT", "ER-APT w/o evolution"),
-         ("ER-APT", "ER-APT w/o dyn. weighting"), ("FAP, equal compute (PGD-4)", "FAP"),
-         ("ER-APT w/o evolution", "FAP")]
+PAIRS = [("ER-APT", "FAP"), ("ER-APT", EQ), ("ER-APT", "ER-APT w/o evolution"),
+         ("ER-APT", "ER-APT w/o dyn. weighting"), (EQ, "FAP"), ("ER-APT w/o evolution", "FAP"),
+         ("FAP", "CoOp (clean)"), ("ER-APT", "CoOp (clean)")]
 METRICS = [("natural", "HM nat"), ("1/255", "HM PGD 1/255"), ("4/255", "HM PGD 4/255")]
 
 
@@ -54,6 +55,20 @@ def paired_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def autoattack_table(out: Path) -> str:
+    """Markdown rows of AutoAttack's robust accuracy (OUT/table/autoattack.json), per method and seed."""
+    path = out / "table" / "autoattack.json"
+    if not path.is_file():
+        return ""
+    data = json.loads(path.read_text())
+    lines = ["| method | seed | n per side | AA base | AA new | AA HM |", "|---|---|---|---|---|---|"]
+    for key, label in LABELS.items():
+        for seed, r in sorted(data.get(key, {}).items()):
+            lines.append(f"| {label} | {seed} | {r['base']['n']} | {100 * r['base']['robust']:.1f} | "
+                         f"{100 * r['new']['robust']:.1f} | {100 * r['hm']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(out: Path) -> None:
     records = []
     for key, label in LABELS.items():
@@ -70,6 +85,10 @@ def main(out: Path) -> None:
     paired = paired_table(records)
     write_text_atomic(out / "table" / "paired.md", paired)
     print(paired)
+    aa = autoattack_table(out)
+    if aa:
+        write_text_atomic(out / "table" / "autoattack.md", aa)
+        print(aa)
 
 
 if __name__ == "__main__":
