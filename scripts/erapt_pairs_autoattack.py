@@ -2,8 +2,9 @@
 finished cell of scripts/erapt_pairs_results.sh (issue 20).
 
 Usage: ``python scripts/erapt_pairs_autoattack.py OUT [--n 100] [--groups a,b,c,d,e,f]`` → for each cell
-``<cell>/aa_{base,new}/`` (the ``adversarial`` suite's results, resumable) and ``OUT/table/autoattack.json``
-(per method and seed: robust accuracy on base and new, their HM, and n). The subset is the evaluation's fixed
+``<cell>/aa_{base,new}/`` (the ``adversarial`` suite's results, resumable), ``<cell>/autoattack.json`` (robust
+accuracy on base and new, their HM, and n) and ``OUT/table/autoattack.json``, all cells' records by method and
+seed (rebuilt from the cells' files, so parallel runs of this script do not overwrite each other). The subset is the evaluation's fixed
 seeded subset (``EvalConfig.seed`` 0): the same images for every method and seed.
 """
 
@@ -23,6 +24,7 @@ GROUPS = {"a": ["zeroshot", "configs/clip_tiny_digits_pairs_fap.yaml"],
           "c": ["configs/clip_tiny_digits_pairs_erapt_fixed.yaml"], "d": ["configs/clip_tiny_digits_pairs_erapt.yaml"],
           "e": ["configs/clip_tiny_digits_pairs_erapt_noevo.yaml"], "f": ["configs/clip_tiny_digits_pairs_coop.yaml"]}
 BASE = "configs/clip_tiny_digits_pairs_fap.yaml"
+CELL_FILE = "autoattack.json"
 
 
 def method_config(entry: str):
@@ -62,20 +64,27 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3,4,5")
     args = ap.parse_args()
     eps = parse_number(args.eps)
-    table_path = args.out / "table" / "autoattack.json"
-    table = json.loads(table_path.read_text()) if table_path.is_file() else {}
     for group in args.groups.split(","):
         for entry in GROUPS[group]:
             mcfg = method_config(entry)
-            label = f"{group}/{mcfg.method.name}"
             for seed in map(int, args.seeds.split(",")):
                 run_dir = args.out / group / "base2new" / "digits_pairs" / "16shot" / mcfg.method.name / f"seed{seed}"
-                if not (run_dir / "cell.json").is_file() or str(seed) in table.get(label, {}):
+                if not (run_dir / "cell.json").is_file() or (run_dir / CELL_FILE).is_file():
                     continue
-                table.setdefault(label, {})[str(seed)] = {**autoattack_cell(run_dir, mcfg, seed, args.n, eps),
-                                                         "eps": args.eps}
-                write_json(table_path, table)
-                print(label, seed, table[label][str(seed)])
+                record = {**autoattack_cell(run_dir, mcfg, seed, args.n, eps), "eps": args.eps}
+                write_json(run_dir / CELL_FILE, record)  # per cell: parallel runs never share a file
+                print(group, mcfg.method.name, seed, record)
+    write_json(args.out / "table" / "autoattack.json", collect(args.out))
+
+
+def collect(out: Path) -> dict:
+    """{"<group>/<method>": {seed: record}} from every cell's autoattack.json under ``out``."""
+    table: dict = {}
+    for path in sorted(out.glob(f"*/base2new/digits_pairs/16shot/*/seed*/{CELL_FILE}")):
+        cell = path.parent
+        key = f"{cell.parents[3].name}/{cell.parent.name}"
+        table.setdefault(key, {})[cell.name.removeprefix("seed")] = json.loads(path.read_text())
+    return table
 
 
 if __name__ == "__main__":
