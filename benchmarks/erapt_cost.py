@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["setting"]["loadavg_end"] = os.getloadavg()[0]
     result["setting"]["cpu_seconds"] = time.process_time()
     if args.out:
-        from robustune.utils import write_json
+        from robustune.files import write_json
 
         write_json(args.out, result)
     log.info(json.dumps(result, indent=2))

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {**runs[0], "settings": runs[1:], "threads": torch.get_num_threads(),
               "platform": platform.platform(), "total_seconds": time.perf_counter() - t0}
     if args.json:
-        from robustune.utils import write_json
+        from robustune.files import write_json
 
         write_json(args.json, result)
     log.info("total %.1fs; default %s", result["total_seconds"], result["default"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,17 @@ from typing import Any
 import yaml
 
 from robustune.config import ConfigError, EvalConfig, RunConfig, apply_overrides, from_dict, to_dict
-from robustune.utils import resolve_device, write_json, write_text_atomic
+from robustune.files import write_json, write_text_atomic
+from robustune.report.seeds import markdown_table, seeds_text
+from robustune.report.units import in_percent
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Cell:
+class GridPoint:
+    """One point of the grid (a value per axis) with one seed: one run of the ablation."""
+
     values: dict[str, str]
     seed: int
 
@@ -85,9 +88,8 @@ def _metric_columns(results) -> dict[str, float]:
 def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalConfig,
              options: dict[str, Any]):
     from robustune.engine import train
-    from robustune.engine.build import resolve_weights_file
-    from robustune.eval import evaluate
-    from robustune.eval.model_loading import load_run_model
+    from robustune.runs.build import resolve_weights_file
+    from robustune.runs.evaluate import evaluate_run
 
     if cfg is None:  # baseline: the starting model itself
         if not base.model.init_from:
@@ -99,25 +101,17 @@ def run_cell(cfg: RunConfig | None, base: RunConfig, run_dir: Path, ecfg: EvalCo
         if not (run_dir / "model.safetensors").exists():
             train(cfg, run_dir, resume=True)
         model_cfg, model_dir = cfg, run_dir
-    model, dataset, classes, info = load_run_model(model_cfg, model_dir, ecfg.split)
-    return evaluate(model, dataset, ecfg, run_dir / "eval", classes=classes, model_info=info["model"],
-                    dataset_info=info["dataset"], device=resolve_device(model_cfg.train.device),
-                    batch_size=model_cfg.data.eval_batch_size,
-                    options=options)
-
-
-# Cells whose values are already percentages (CE-style ratios × 100): not scaled again.
-PERCENT_METRICS = {"mCE", "CE", "relative_mCE", "relative_CE", "mFR", "FR", "mT5D", "T5D",
-                   "unnormalized_mCE", "unnormalized_CE"}
+    return evaluate_run(model_dir, ecfg, run_dir / "eval", cfg=model_cfg, options=options).results
 
 
 def headline(metric: str) -> bool:
     """Columns of the default table: not the per-(corruption, severity) cells nor per-corruption CE."""
+    from robustune.eval.ood_suites import parse_corruption_key
+
     key = metric.split(" [")[0]
-    parts = key.split("/")
     if key.startswith("corruptions/CE/"):
         return False
-    return not (parts[0] == "corruptions" and len(parts) == 3 and parts[2].isdigit())
+    return parse_corruption_key(key) is None
 
 
 def select_columns(metrics: list[str], patterns: list[str] | None) -> list[str]:
@@ -132,7 +126,8 @@ def select_columns(metrics: list[str], patterns: list[str] | None) -> list[str]:
 def summarise(rows: list[dict[str, Any]], axes: list[str], columns: list[str] | None = None) -> str:
     """Markdown table: one row per grid point, mean ± std over seeds per metric (in %).
 
-    Accuracies are scaled to %; CE-style metrics (:data:`PERCENT_METRICS`) already are.
+    Accuracies are scaled to %; CE-style metrics (:data:`robustune.report.units.PERCENT_METRICS`)
+    already are.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -141,21 +136,12 @@ def summarise(rows: list[dict[str, Any]], axes: list[str], columns: list[str] | 
     for row in rows:
         metrics += [m for m in row["metrics"] if m not in metrics]
     metrics = select_columns(metrics, columns)
-    lines = ["| " + " | ".join(axes + metrics) + " | seeds |",
-             "|" + "---|" * (len(axes) + len(metrics) + 1)]
+    table = []
     for key, group in groups.items():
-        cells = []
-        for m in metrics:
-            scale = 1.0 if m.split("[")[-1].rstrip("]") in PERCENT_METRICS else 100.0
-            vals = [scale * r["metrics"][m] for r in group if m in r["metrics"]]
-            if not vals:
-                cells.append("–")
-            elif len(vals) == 1:
-                cells.append(f"{vals[0]:.1f}")
-            else:
-                cells.append(f"{statistics.mean(vals):.1f} ± {statistics.stdev(vals):.1f}")
-        lines.append("| " + " | ".join(list(key) + cells) + f" | {len(group)} |")
-    return "\n".join(lines) + "\n"
+        cells = [seeds_text([in_percent(m.split("[")[-1].rstrip("]"), r["metrics"][m])
+                             for r in group if m in r["metrics"]]) for m in metrics]
+        table.append(list(key) + cells + [str(len(group))])
+    return markdown_table(axes + metrics + ["seeds"], table) + "\n"
 
 
 def run_ablation(base: RunConfig, grid: dict[str, list[str]], out: Path, seeds: list[int],
@@ -170,7 +156,7 @@ def run_ablation(base: RunConfig, grid: dict[str, list[str]], out: Path, seeds: 
     for combo in combos:
         baseline = None  # (run folder, results) of a no-fine-tuning cell: the same for every seed
         for seed in seeds:
-            cell = Cell(dict(zip(axes, combo)), seed)
+            cell = GridPoint(dict(zip(axes, combo)), seed)
             cfg = cell_config(base_dict, cell.values, seed)
             if cfg is None and baseline is not None:
                 run, res = baseline

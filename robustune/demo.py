@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from robustune.config import EvalConfig, RunConfig, dump_config, load_config
-from robustune.utils import cache_dir, resolve_device, write_json
+from robustune.files import write_json
+from robustune.utils import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -146,31 +147,27 @@ def corrupted_dir(quick: bool) -> Path:
 
 def ensure_digits_c(quick: bool) -> Path:
     """digits-C (test split), generated once into the cache."""
-    from robustune.corruptions.generate import ensure_corrupted_dataset
+    from robustune.corruptions.datasets import ensure_corrupted_dataset
 
     corruptions = ["gaussian_noise", "motion_blur", "contrast"] if quick else "common"
     severities = [3] if quick else DEMO_SEVERITIES
     return ensure_corrupted_dataset("digits", corrupted_dir(quick), corruptions, severities, workers=2)
 
 
-def evaluate_run(run_dir: Path, out: Path, quick: bool, corruption_root: Path | None = None,
-                 reference: Path | None = None):
+def evaluate_demo_run(run_dir: Path, out: Path, quick: bool, corruption_root: Path | None = None,
+                      reference: Path | None = None):
     """Clean, PGD and (with ``corruption_root``) corruptions on the whole test split."""
-    from robustune.eval import evaluate
-    from robustune.eval.model_loading import load_run_model
+    from robustune.runs.evaluate import evaluate_run
 
     b = BUDGET[quick]
-    cfg = load_config(run_dir / "config.yaml")
-    model, dataset, classes, info = load_run_model(cfg, run_dir, "test")
     suites = ["clean", "pgd"] + (["corruptions"] if corruption_root else [])
     ecfg = EvalConfig(suites=suites, eps=list(b["eps"]), pgd_steps=b["pgd_steps"])
     # cells_in_memory: each digits-C PNG is decoded once for all five models (same numbers)
     options = {"corruption_root": str(corruption_root), "cells_in_memory": True} if corruption_root else {}
     if reference is not None:
         options["reference_results"] = str(reference)
-    return evaluate(model, dataset, ecfg, out, classes=classes, model_info=info["model"],
-                    dataset_info=info["dataset"], device=resolve_device(cfg.train.device),
-                    batch_size=cfg.data.eval_batch_size, options=options)
+    return evaluate_run(run_dir, ecfg, out, cfg=load_config(run_dir / "config.yaml"), split="test",
+                        options=options).results
 
 
 def run_clip_stage(out: Path, quick: bool) -> Path:
@@ -195,7 +192,7 @@ def clip_display_name(label: str) -> str:
 
 
 def clip_names(table_json: Path) -> dict[str, str]:
-    from robustune.utils import read_json
+    from robustune.files import read_json
 
     return {row["method"]: clip_display_name(row["method"]) for row in read_json(table_json)["rows"]}
 
@@ -319,7 +316,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, methods: list[s
 
     def evaluate_all() -> None:
         for k, (name, run) in enumerate(runs.items()):
-            results[name] = evaluate_run(run, out / "eval" / name, quick, state["corrupted"], reference)
+            results[name] = evaluate_demo_run(run, out / "eval" / name, quick, state["corrupted"], reference)
             progress.line(eval_line(name, results[name]))
             progress.advance((k + 1) / len(runs))
 
@@ -351,7 +348,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, methods: list[s
                                      "runs": {k: str(v) for k, v in runs.items()}})
     clip_rows = []
     if state["clip"] is not None:
-        from robustune.utils import read_json
+        from robustune.files import read_json
 
         clip_rows = read_json(state["clip"])["rows"]
     return DemoResult(out, report["md"], report["html"], runs, results, clip_rows, timings)

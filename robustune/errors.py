@@ -20,3 +20,11 @@ class FolderLockedError(RuntimeError):
 
 class CorruptFileError(RuntimeError):
     """A file is truncated, corrupted or does not match the digest recorded for it."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss, the weights or the optimizer state became NaN/inf; the last good checkpoint is kept."""
+
+
+class ProtocolError(RuntimeError):
+    """Some cells of a few-shot protocol failed (with ``keep_going``); the others are finished and tabulated."""

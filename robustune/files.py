@@ -5,6 +5,8 @@
 - :func:`folder_lock`: an exclusive OS lock (``fcntl.flock``) on a run or results folder, so a
   second process on the same folder stops at once naming the holder's pid; the OS releases it
   when the holder exits or is killed.
+- :func:`atomic_path` / :func:`write_text_atomic` / :func:`write_json`: a file is replaced whole
+  or not at all (temporary file + rename); :func:`read_json`.
 - :func:`save_tensors`: safetensors written atomically, a full disk named.
 - :func:`disk_full_named`: turns ENOSPC / EDQUOT / EFBIG while writing into one
   :class:`DiskFullError` that names the path, the free space and the space needed.
@@ -16,11 +18,13 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from robustune.errors import DiskFullError, FolderLockedError
 
@@ -133,9 +137,68 @@ def save_tensors(path: str | os.PathLike, tensors: "Mapping[str, torch.Tensor]",
     """safetensors, atomically (temporary file + rename); a full disk is a named DiskFullError."""
     from safetensors.torch import save_file
 
-    from robustune.utils import atomic_path
-
     tensors = contiguous_cpu(tensors)
     with disk_full_named(path, sum(t.numel() * t.element_size() for t in tensors.values())):
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+
+    A crash or a full disk mid-write leaves the previous file untouched and no half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; files follow the umask
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically; a full disk is a :class:`DiskFullError` naming ``path``."""
+    with disk_full_named(path, len(text.encode())):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+    import torch
+
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())

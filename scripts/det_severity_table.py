@@ -18,20 +18,21 @@ import statistics
 import sys
 from pathlib import Path
 
-from robustune.corruptions.registry import COMMON_CORRUPTIONS
-from robustune.utils import write_json
+from robustune.corruptions.registry import COMMON_CORRUPTIONS, SUBSETS
+from robustune.eval.ood_suites import parse_corruption_key
+from robustune.files import write_json
+from robustune.report.seeds import markdown_table, seeds_text
 
-FAMILIES = {"noise": COMMON_CORRUPTIONS[0:3], "blur": COMMON_CORRUPTIONS[3:7],
-            "weather": COMMON_CORRUPTIONS[7:11], "digital": COMMON_CORRUPTIONS[11:15]}
+FAMILIES = {name: SUBSETS[name] for name in ("noise", "blur", "weather", "digital")}
 
 
 def run_metrics(cells: dict) -> dict[str, float]:
     """clean, sev<s> (mean over corruptions at severity s), mPC per family, for one run."""
     per: dict[tuple[str, int], float] = {}
     for key, cell in cells.items():
-        parts = key.split("/")
-        if parts[0] == "corruptions" and len(parts) == 3 and parts[2].isdigit() and parts[1] in COMMON_CORRUPTIONS:
-            per[(parts[1], int(parts[2]))] = cell["value"]
+        parsed = parse_corruption_key(key)
+        if parsed is not None and parsed[0] in COMMON_CORRUPTIONS:
+            per[parsed] = cell["value"]
     severities = sorted({s for _, s in per})
     missing = [f"{c}/{s}" for c in COMMON_CORRUPTIONS for s in severities if (c, s) not in per]
     if missing or not per or "clean" not in cells:
@@ -60,13 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if not groups:
         raise SystemExit(f"no <cell>/eval/results.json under {args.folder}")
     columns = list(next(iter(groups.values()))[0])
-    lines = ["| method | " + " | ".join(columns) + " | seeds |", "|" + "---|" * (len(columns) + 2)]
-    for method, rows in groups.items():
-        vals = [[100 * r[c] for r in rows] for c in columns]
-        text = [f"{statistics.fmean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
-                for v in vals]
-        lines.append(f"| {method} | " + " | ".join(text) + f" | {len(rows)} |")
-    print("\n".join(lines))
+    table = [[method, *[seeds_text([100 * r[c] for r in rows]) for c in columns], len(rows)]
+             for method, rows in groups.items()]
+    print(markdown_table(["method", *columns, "seeds"], table))
     if args.out:
         write_json(args.out, {m: rows for m, rows in groups.items()})
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from robustune.fewshot.table import harmonic_mean, write_tables
-from robustune.utils import write_text_atomic
+from robustune.files import write_text_atomic
 
 EQ = "FAP, equal compute (PGD-8)"
 LABELS = {"a/zeroshot": "zero-shot", "f/coop": "CoOp (clean)", "a/fap": "FAP", "b/fap": EQ,

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from robustune.eval.results import EvalResults, load_per_sample
-from robustune.utils import write_json
+from robustune.files import write_json
 
 
 def digit_share(eval_dir: Path, severity: int) -> dict:

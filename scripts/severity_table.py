@@ -15,27 +15,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
-from robustune.eval.corruption_metrics import COMMON_CORRUPTIONS
-from robustune.utils import write_json
+from robustune.corruptions.registry import COMMON_CORRUPTIONS
+from robustune.eval.corruption_metrics import ReferenceErrors, summarize_corruptions
+from robustune.eval.ood_suites import corruption_key
+from robustune.files import write_json
+from robustune.report.seeds import markdown_table, mean_std_text, seed_mean_std
 
 
-def _acc(metrics: dict, corruption: str, severity: int) -> float:
-    key = f"corruptions/{corruption}/{severity} [top1_accuracy]"
-    if key not in metrics:
-        raise KeyError(f"{key} missing: evaluate the run on severity {severity} first")
-    return metrics[key]
+def _errors(metrics: dict, severity: int) -> dict[str, dict[int, float]]:
+    """corruption → {severity: top-1 error} of one row's metric columns."""
+    out = {}
+    for c in COMMON_CORRUPTIONS:
+        key = f"{corruption_key(c, severity)} [top1_accuracy]"
+        if key not in metrics:
+            raise KeyError(f"{key} missing: evaluate the run on severity {severity} first")
+        out[c] = {severity: 1 - metrics[key]}
+    return out
 
 
 def row_metrics(metrics: dict, ref: dict, severity: int) -> dict[str, float]:
-    accs = {c: _acc(metrics, c, severity) for c in COMMON_CORRUPTIONS}
-    ce = [(1 - accs[c]) / (1 - _acc(ref, c, severity)) for c in COMMON_CORRUPTIONS]
+    errors = _errors(metrics, severity)
+    summary = summarize_corruptions(errors, reference=ReferenceErrors("reference row", _errors(ref, severity)))
     return {"clean": 100 * metrics["clean [top1_accuracy]"],
-            "mean_corruption_acc": 100 * statistics.fmean(accs.values()),
-            "mCE": 100 * statistics.fmean(ce), "motion_blur": 100 * accs["motion_blur"]}
+            "mean_corruption_acc": 100 * summary.mean_corruption_accuracy,
+            "mCE": summary.mce, "motion_blur": 100 * (1 - errors["motion_blur"][severity])}
 
 
 def read_rows(path: Path) -> dict:
@@ -70,8 +76,8 @@ def summarise(files: list[Path], severity: int) -> list[dict]:
     for label, rows in groups.items():
         entry = {"row": label, "seeds": len(rows)}
         for k in rows[0]:
-            vals = [r[k] for r in rows]
-            entry[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+            mean, std = seed_mean_std([r[k] for r in rows])
+            entry[k] = {"mean": mean, "std": std}
         out.append(entry)
     return out
 
@@ -80,11 +86,8 @@ def markdown(rows: list[dict], severity: int) -> str:
     cols = ["clean", "mean_corruption_acc", "mCE", "motion_blur"]
     head = ["row", "clean acc", f"mean corruption acc (sev. {severity})", f"mCE ↓ (sev. {severity})",
             f"motion blur sev. {severity} acc", "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [f"{r[c]['mean']:.1f}" + (f" ± {r[c]['std']:.1f}" if r["seeds"] > 1 else "") for c in cols]
-        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {r['seeds']} |")
-    return "\n".join(lines)
+    return markdown_table(head, [[r["row"], *[mean_std_text(r[c]["mean"], r[c]["std"], r["seeds"]) for c in cols],
+                                  r["seeds"]] for r in rows])
 
 
 def main() -> None:

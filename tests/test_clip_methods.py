@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from robustune.clip import CLIPClassifier, create_clip
-from robustune.clip.methods import fap_loss, fap_sample_terms
+from robustune.losses.fap import fap_loss, fap_sample_terms
 from robustune.data.digits import DIGIT_NAMES
 from robustune.files import save_tensors
 from robustune.methods import StepContext, create_method
-from robustune.models.factory import WeightsUnavailableError
+from robustune.errors import WeightsUnavailableError
 
 TINY = dict(n_ctx=2, depth=2)
 PARAMS = {

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from robustune.clip import CLIPClassifier, create_clip, dataset_template, resolve_templates
-from robustune.engine.zeroshot import write_zeroshot_run
-from robustune.models.factory import WeightsUnavailableError
+from robustune.runs.zeroshot import write_zeroshot_run
+from robustune.errors import WeightsUnavailableError
 
 NAMES = ["zero", "one", "two"]
 

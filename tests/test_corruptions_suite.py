@@ -7,7 +7,7 @@ from torch import nn
 
 from robustune.config import EvalConfig
 from robustune.corruptions import corrupt_dataset
-from robustune.data.benchmarks import (
+from robustune.data.robustness_sets import (
     CorruptionArrayDataset,
     PerturbationSequences,
     imagenet_subset_indices,
@@ -71,7 +71,7 @@ def test_corruption_cells_reference_mce_and_resume(tmp_path, corrupted, monkeypa
 
 def test_cells_in_memory_give_the_same_cells(tmp_path, corrupted):
     """cells_in_memory (the demo's: each PNG decoded once per process) changes no number."""
-    from robustune.data.benchmarks import corruption_cell, memory_cell
+    from robustune.data.robustness_sets import corruption_cell, memory_cell
 
     on_disk = run(model(1), tmp_path / "disk", corrupted)
     in_memory = run(model(1), tmp_path / "mem", corrupted, cells_in_memory=True)

@@ -10,7 +10,7 @@ from robustune.data.detection import detection_collate
 from robustune.methods import StepContext, create_method
 from robustune.models import create_classifier
 from robustune.models.detectors import create_detector
-from robustune.models.factory import WeightsUnavailableError
+from robustune.errors import WeightsUnavailableError
 
 SMALL = dict(min_size=48, max_size=48, fpn_channels=16, box_head_dim=32, pyramid_scales=(2, 1, 0.5),
              rpn_batch_size_per_image=16, box_batch_size_per_image=16, rpn_pre_nms_top_n_train=100,
@@ -109,7 +109,7 @@ def test_feature_similarity_from_ground_truth_boxes():
 
 def test_init_from_a_classifier_run_or_a_detection_run(tmp_path):
     from robustune.config import load_config
-    from robustune.engine.build import build_detector
+    from robustune.runs.build import build_detector
     from robustune.files import save_tensors
 
     clf = create_classifier("vit_tiny32", num_classes=10)

@@ -11,7 +11,7 @@ from PIL import Image
 from robustune.cli import main
 from robustune.config import load_config
 from robustune.engine import train
-from robustune.engine.build import build_run
+from robustune.runs.build import build_run
 
 CATS = [{"id": 1, "name": "person"}, {"id": 2, "name": "bicycle"}, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"}]
 

@@ -222,7 +222,7 @@ def test_warm_members_enter_the_initial_population(model, batch):
 
 
 def test_population_memory_roundtrip_and_bad_index():
-    from robustune.attacks.population_memory import PopulationMemory
+    from robustune.methods.erapt_memory import PopulationMemory
 
     mem = PopulationMemory(2, EPS)
     mem.ensure(5, (3, 4, 4), torch.device("cpu"))

@@ -27,7 +27,7 @@ def test_labels_outside_range_are_named(tmp_path):
 
 
 def test_init_from_another_architecture_is_refused(tmp_path):
-    from robustune.models.factory import WeightsUnavailableError
+    from robustune.errors import WeightsUnavailableError
 
     cfg = load_config(None, FAST + ["train.epochs=1"])
     train(cfg, tmp_path / "cnn")

@@ -218,8 +218,8 @@ def test_written_files_follow_the_umask(tmp_path):
     from robustune.config import RunConfig
     from robustune.engine.checkpoint import save_checkpoint
     from robustune.files import save_tensors
-    from robustune.engine.trainer import write_run_record
-    from robustune.utils import write_json
+    from robustune.runs.record import write_run_record
+    from robustune.files import write_json
 
     old = os.umask(0o022)
     try:

@@ -100,7 +100,7 @@ def test_gfn_preset_runs_one_step(preset, fake_roots, tmp_path):
 
 
 def test_zeroshot_preset_writes_an_evaluable_run(fake_roots, tmp_path):
-    from robustune.engine.zeroshot import write_zeroshot_run
+    from robustune.runs.zeroshot import write_zeroshot_run
 
     cfg = load_config("configs/zeroshot_vit_b32.yaml", [
         "model.weights=null", f"data.root={fake_roots / 'coop'}", SMALL_IMAGES["clip"]])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from robustune.utils import atomic_path
+from robustune.files import atomic_path
 
 
 @dataclass

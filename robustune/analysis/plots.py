@@ -12,7 +12,7 @@ import torch
 
 from robustune.analysis.error_ranks import ErrorRankHistogram
 from robustune.analysis.intensity import IntensityHistogram
-from robustune.utils import atomic_path, write_json
+from robustune.files import atomic_path, write_json
 
 RANK_BINS = [1, 2, 3, 4, 6, 11, 21, 51, 101, 201, 501, 1001]  # for many classes: 1, 2, 3, 4-5, 6-10, ...
 

@@ -21,9 +21,9 @@ from robustune.analysis.plots import (
     plot_intensity_histograms,
     plot_similarity_heatmaps,
 )
-from robustune.data.benchmarks import available_cells, corruption_folder
+from robustune.data.robustness_sets import available_cells, corruption_folder
 from robustune.eval.clean import predict
-from robustune.utils import write_json
+from robustune.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], corruption_root: str | Path, ou
     from robustune.config import load_config
     from robustune.corruptions import resolve_corruptions
     from robustune.corruptions.generate import read_manifest
-    from robustune.eval.model_loading import load_run_model
+    from robustune.runs.loading import load_run_model
 
     root, out = Path(corruption_root), Path(out_dir)
     if not 1 <= len(run_dirs) <= 4:

@@ -1,58 +1,14 @@
 """The ``robustune`` command line: thin typer commands over library calls.
 
-Each command lives in its own module and registers itself on :data:`app`.
+Each command lives in its own module and registers itself on :data:`robustune.cli.app.app`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
-import typer
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Make vision models and CLIP robust (GFN, ER-APT) and measure how robust they are.")
-
-
-class _StderrHandler(logging.StreamHandler):
-    """A stream handler writing to the current ``sys.stderr`` (looked up per record, as rich does,
-    so a handler left from an earlier command never writes to a closed, replaced stream)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Rich log lines on a terminal; plain, never-wrapped lines on stderr otherwise (a pipe or a
-    log file: rich would wrap at 80 columns, in the middle of a path)."""
-    level = logging.DEBUG if verbose else logging.INFO
-    folder = sys.modules.get("robustune.data.folder")
-    if folder is not None:  # each command warns once per folder of unreadable images
-        folder.WARNED.clear()
-    if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
-        logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                            handlers=[RichHandler(show_path=False, markup=False)], force=True)
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)-7s %(message)s", "%H:%M:%S"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-
-
-def fail(message: str) -> None:
-    """Print a one-line error (no traceback) and exit with status 2."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+from robustune.cli.app import app
 
 
 def _register_commands() -> None:

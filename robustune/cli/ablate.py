@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
+@command()
 def ablate(
     config: Path = typer.Argument(..., help="base preset, e.g. configs/gfn_digits.yaml"),
     grid: list[str] = typer.Option(..., "--grid", help="axis key=v1,v2 (repeat); e.g. --grid k=1,3,9"),
@@ -27,18 +27,14 @@ def ablate(
 ) -> None:
     """Run a grid (sequential, resumable, finished cells skipped) and write ablation.md/.json."""
     from robustune.ablation import parse_grid, run_ablation
-    from robustune.cli.core import USER_ERRORS
     from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options
     from robustune.config import EvalConfig, load_config
 
     setup_logging(verbose)
-    try:
-        base = load_config(config, set_)
-        ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps)
-        folder = out or Path("runs") / f"ablate_{base.name}"
-        res = run_ablation(base, parse_grid(grid), folder, [int(s) for s in parse_list(seeds)], ecfg,
-                           parse_options(option), parse_list(columns) or None)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    base = load_config(config, set_)
+    ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps)
+    folder = out or Path("runs") / f"ablate_{base.name}"
+    res = run_ablation(base, parse_grid(grid), folder, [int(s) for s in parse_list(seeds)], ecfg,
+                       parse_options(option), parse_list(columns) or None)
     typer.echo(res.table_md)
     typer.echo(f"table: {folder / 'ablation.md'}")

@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
+@command()
 def zeroshot(
     config: Path = typer.Argument(..., help="YAML preset with method.name: zeroshot, e.g. configs/clip_tiny_digits_zeroshot.yaml"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set model.weights=/path/clip.safetensors"),
@@ -18,15 +18,10 @@ def zeroshot(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Write the run folder of a zero-shot CLIP, to evaluate with `robustune eval RUN`."""
-    from robustune.engine.zeroshot import write_zeroshot_run
-    from robustune.cli.core import USER_ERRORS
     from robustune.config import load_config
-    from robustune.models.factory import WeightsUnavailableError
+    from robustune.runs.zeroshot import write_zeroshot_run
 
     setup_logging(verbose)
-    try:
-        cfg = load_config(config, set_)
-        run_dir = write_zeroshot_run(cfg, out or Path("runs") / cfg.name)
-    except (*USER_ERRORS, WeightsUnavailableError) as exc:
-        fail(str(exc))
+    cfg = load_config(config, set_)
+    run_dir = write_zeroshot_run(cfg, out or Path("runs") / cfg.name)
     typer.echo(f"zero-shot run folder {run_dir}; evaluate it with `robustune eval {run_dir}`")

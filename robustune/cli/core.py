@@ -7,17 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
-from robustune.config import ConfigError
-from robustune.errors import CorruptFileError, DiskFullError, FolderLockedError, WeightsUnavailableError
-from robustune.registry import UnknownNameError
-
-# Faults a user can fix: each is reported as one line (cli.fail), never as a traceback.
-USER_ERRORS = (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError, ValueError,
-               DiskFullError, FolderLockedError, CorruptFileError, WeightsUnavailableError)
+from robustune.cli.app import USER_ERRORS, command, fail, setup_logging
 
 
-@app.command()
+@command()
 def train(
     config: Path = typer.Argument(..., help="YAML preset, e.g. configs/erm_digits.yaml"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set optim.lr=0.01"),
@@ -29,19 +22,15 @@ def train(
     """Train a model with the method and recipe of CONFIG."""
     from robustune.config import load_config
     from robustune.engine import train as run_training
-    from robustune.engine.trainer import TrainingDivergedError
 
     setup_logging(verbose)
-    try:
-        cfg = load_config(config, set_)
-        run_dir = out or Path("runs") / cfg.name
-        if nproc > 1:
-            from robustune.engine.launch import launch_torchrun
+    cfg = load_config(config, set_)
+    run_dir = out or Path("runs") / cfg.name
+    if nproc > 1:
+        from robustune.cli.launch import launch_torchrun
 
-            raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume))
-        result = run_training(cfg, run_dir, resume=resume)
-    except (*USER_ERRORS, TrainingDivergedError) as exc:
-        fail(str(exc))
+        raise typer.Exit(launch_torchrun(nproc, config, set_, run_dir, resume))
+    result = run_training(cfg, run_dir, resume=resume)
     if result.already_finished:
         typer.echo(f"{result.run_dir} already finished ({cfg.train.epochs} epoch"
                    f"{'s' if cfg.train.epochs != 1 else ''}): nothing was changed")
@@ -49,7 +38,7 @@ def train(
     typer.echo(f"trained {cfg.method.name} into {result.run_dir} (val accuracy {result.val_accuracy})")
 
 
-@app.command("eval")
+@command("eval")
 def eval_cmd(
     run: Path = typer.Argument(..., help="a run folder (config.yaml + model.safetensors)"),
     suite: str = typer.Option("clean,pgd", help="comma-separated suites; see `robustune list suites`"),
@@ -65,13 +54,16 @@ def eval_cmd(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Evaluate a trained model; results.json is resumable per cell."""
-    from robustune.cli.evaluation import run_eval
+    from robustune.cli.evaluation import eval_config, parse_list, parse_options
+    from robustune.runs import evaluate_run, load_run_config
 
     setup_logging(verbose)
-    try:
-        results = run_eval(run, suite, eps, steps, attacks, n_examples, split, out, option, seed, device)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    cfg = load_run_config(run)
+    ecfg = eval_config(suite, eps, steps, n_examples, split or cfg.data.test_split, seed)
+    options = parse_options(option)
+    if attacks:
+        options["attacks"] = parse_list(attacks)
+    results = evaluate_run(run, ecfg, out, cfg=cfg, device=device, options=options).results
     for key, cell in results.cells.items():
         typer.echo(f"{key:55s} {cell.metric:28s} {cell.value:.4f}")
     if results.checks:
@@ -81,8 +73,11 @@ def eval_cmd(
             typer.echo(f"  FAILED {c['check']}: {c['cell']} ({c['detail']})")
 
 
-@app.command("list")
-def list_cmd(kind: str = typer.Argument(..., help="models | datasets | methods | attacks | suites"),
+LIST_KINDS = "models | clip-models | detectors | datasets | methods | attacks | corruptions | suites"
+
+
+@command("list")
+def list_cmd(kind: str = typer.Argument(..., help=LIST_KINDS),
              pattern: str = typer.Option("*", help="wildcard filter")) -> None:
     """List registered names."""
     from robustune.registry import unknown_choice_message
@@ -96,21 +91,32 @@ def list_cmd(kind: str = typer.Argument(..., help="models | datasets | methods |
 
 def _listers():
     from robustune.attacks import list_attacks
+    from robustune.clip import list_clip_models
+    from robustune.corruptions import list_corruptions
     from robustune.data import list_datasets
     from robustune.eval import list_suites
     from robustune.methods import list_methods
     from robustune.models import list_models
+    from robustune.models.detectors import list_detector_archs
 
     def models(pattern: str) -> list[str]:  # project models, then every timm model (all work)
         import timm
 
         return list_models(pattern) + [f"{name}  (timm)" for name in timm.list_models(pattern)]
 
-    return {"models": models, "datasets": list_datasets, "methods": list_methods,
-            "attacks": list_attacks, "suites": list_suites}
+    def clip_models(pattern: str) -> list[str]:  # model.name: clip:<architecture>
+        return [f"clip:{name}" for name in list_clip_models(pattern)]
+
+    def detectors(pattern: str) -> list[str]:  # model.name: det:<backbone>, model.kwargs.arch
+        return [f"{arch}  (model.name: det:<backbone>, model.kwargs.arch: {arch})"
+                for arch in list_detector_archs(pattern)]
+
+    return {"models": models, "clip-models": clip_models, "detectors": detectors, "datasets": list_datasets,
+            "methods": list_methods, "attacks": list_attacks, "corruptions": list_corruptions,
+            "suites": list_suites}
 
 
-@app.command()
+@command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="demo folder"),
     quick: bool = typer.Option(False, help="a few epochs only (smoke test; accuracy not meaningful)"),
@@ -124,7 +130,6 @@ def demo(
 
     from robustune.cli.demo_console import RichProgress, demo_logging, final_lines
     from robustune.demo import run_demo
-    from robustune.engine.trainer import TrainingDivergedError
 
     started = time.perf_counter()
     console = Console()
@@ -135,7 +140,7 @@ def demo(
         try:
             with ui.progress:
                 result = run_demo(out, quick=quick, clip=clip, progress=ui)
-        except (*USER_ERRORS, TrainingDivergedError) as exc:
+        except USER_ERRORS as exc:
             error = exc  # reported once stderr is the console again
     if error is not None:
         fail(f"{error} (details in {out / 'demo.log'}; run again to resume)")

@@ -1,10 +1,8 @@
-"""``robustune eval`` as a library call on a run folder."""
+"""Parsing of the evaluation options that several commands share (``--eps``, ``--option``, ...)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from robustune.config import ConfigError, check_radius, load_config, parse_number
+from robustune.config import ConfigError, EvalConfig, check_radius, parse_number
 
 
 def parse_list(text: str) -> list[str]:
@@ -33,26 +31,8 @@ def parse_options(items: list[str]) -> dict[str, object]:
     return out
 
 
-def run_eval(run: Path, suite: str, eps: str, steps: int, attacks: str, n_examples, split: str | None,
-             out: Path | None, options: list[str], seed: int, device: str | None = None):
-    """Evaluate run folder ``run`` on ``device`` (default: the run's ``train.device``; auto = CUDA if present)
-    and ``split`` (default: the run's ``data.test_split``)."""
-    from robustune.config import EvalConfig
-    from robustune.eval import evaluate
-    from robustune.eval.model_loading import load_run_model
-    from robustune.utils import resolve_device
-
-    cfg_path = Path(run) / "config.yaml"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{run} is not a run folder (no config.yaml); train one with `robustune train`")
-    cfg = load_config(cfg_path)
-    ecfg = EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
-                      n_examples=n_examples, split=split or cfg.data.test_split, seed=seed)
-    model, dataset, classes, info = load_run_model(cfg, Path(run), ecfg.split)
-    opts = parse_options(options)
-    if attacks:
-        opts["attacks"] = parse_list(attacks)
-    return evaluate(model, dataset, ecfg, out or Path(run) / "eval", classes=classes,
-                    model_info=info["model"], dataset_info=info["dataset"],
-                    device=resolve_device(device or cfg.train.device, "--device" if device else "train.device"),
-                    batch_size=cfg.data.eval_batch_size, options=opts)
+def eval_config(suite: str, eps: str, steps: int, n_examples: int | None, split: str | None,
+                seed: int) -> EvalConfig:
+    """The evaluation settings of ``robustune eval``'s options."""
+    return EvalConfig(suites=parse_list(suite), eps=parse_eps_list(eps), pgd_steps=steps,
+                      n_examples=n_examples, split=split, seed=seed)

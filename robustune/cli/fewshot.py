@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
+from robustune.cli.app import command, setup_logging
 from robustune.cli.evaluation import parse_eps_list, parse_list, parse_options
 from robustune.config import ConfigError, parse_number
 
@@ -19,7 +19,7 @@ def _ints(text: str, what: str) -> list[int]:
         raise ConfigError(f"--{what} must be comma-separated integers, got {text!r}") from None
 
 
-@app.command()
+@command()
 def fewshot(
     config: Path = typer.Argument(..., help="method preset, e.g. configs/fewshot_digits_erm.yaml"),
     datasets: str = typer.Option("", help="comma-separated datasets (default: the config's)"),
@@ -43,30 +43,25 @@ def fewshot(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run (or resume) a few-shot protocol and write OUT/table.md and OUT/table.json."""
-    from robustune.cli.core import USER_ERRORS
     from robustune.config import load_config
-    from robustune.engine.trainer import TrainingDivergedError
     from robustune.fewshot import ProtocolConfig, run_protocol
-    from robustune.fewshot.protocol import ProtocolError, cell_status, plan_cells, source_of
+    from robustune.fewshot.protocol import cell_status, plan_cells, source_of
 
     setup_logging(verbose)
-    try:
-        cfg = load_config(config, set_)
-        alpha = parse_number(pgd_alpha)
-        if not isinstance(alpha, float):
-            raise ConfigError(f"--pgd-alpha must be a number like 1/255, got {pgd_alpha!r}")
-        protocol = ProtocolConfig(
-            datasets=parse_list(datasets) or [source_of(cfg)], seeds=_ints(seeds, "seeds"),
-            settings=parse_list(settings), shots=_ints(shots, "shots"), methods=parse_list(methods),
-            cross_source=cross_source, eps=parse_eps_list(eps), pgd_steps=pgd_steps,
-            pgd_alpha=alpha, n_eval=n_eval, extra_suites=parse_list(extra_suites),
-            suite_options=parse_options(option), overrides=list(set_))
-        if dry_run:
-            for cell in plan_cells(cfg, protocol, out):
-                typer.echo(f"{cell_status(cell):9s} {cell.run_dir}  evaluations: {', '.join(cell.evals)}")
-            return
-        run_protocol(cfg, protocol, out, keep_going=keep_going)
-    except (*USER_ERRORS, TrainingDivergedError, ProtocolError) as exc:
-        fail(str(exc))
+    cfg = load_config(config, set_)
+    alpha = parse_number(pgd_alpha)
+    if not isinstance(alpha, float):
+        raise ConfigError(f"--pgd-alpha must be a number like 1/255, got {pgd_alpha!r}")
+    protocol = ProtocolConfig(
+        datasets=parse_list(datasets) or [source_of(cfg)], seeds=_ints(seeds, "seeds"),
+        settings=parse_list(settings), shots=_ints(shots, "shots"), methods=parse_list(methods),
+        cross_source=cross_source, eps=parse_eps_list(eps), pgd_steps=pgd_steps,
+        pgd_alpha=alpha, n_eval=n_eval, extra_suites=parse_list(extra_suites),
+        suite_options=parse_options(option), overrides=list(set_))
+    if dry_run:
+        for cell in plan_cells(cfg, protocol, out):
+            typer.echo(f"{cell_status(cell):9s} {cell.run_dir}  evaluations: {', '.join(cell.evals)}")
+        return
+    run_protocol(cfg, protocol, out, keep_going=keep_going)
     typer.echo((out / "table.md").read_text())
     typer.echo(f"tables: {out / 'table.md'} and {out / 'table.json'}")

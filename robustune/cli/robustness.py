@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from robustune.cli import app, fail, setup_logging
-from robustune.cli.core import USER_ERRORS
+from robustune.cli.app import command, setup_logging
 
 
-@app.command()
+@command()
 def corrupt(
     dataset: str = typer.Argument(..., help="a registered dataset (e.g. digits) or an image folder root/<class>/<file>"),
     out: Path = typer.Option(..., "--out", help="output folder (<corruption>/<severity>/<class>/<file>)"),
@@ -33,26 +32,23 @@ def corrupt(
     from robustune.corruptions import corrupt_dataset
 
     setup_logging(verbose)
-    try:
-        from robustune.data import create_dataset, list_datasets
+    from robustune.data import create_dataset, list_datasets
 
-        if dataset not in list_datasets() and Path(dataset).is_dir():
-            source, info = dataset, None
-        else:
-            from robustune.cli.evaluation import parse_options
+    if dataset not in list_datasets() and Path(dataset).is_dir():
+        source, info = dataset, None
+    else:
+        from robustune.cli.evaluation import parse_options
 
-            opts = parse_options(option)
-            source = create_dataset(dataset, split, root=root, **opts)
-            info = {"dataset": dataset, "split": split, **({"root": root} if root else {}), **opts}
-        report = corrupt_dataset(source, out, corruptions, severities, seed=seed, jpeg_quality=jpeg_quality,
-                                 workers=workers, source_info=info)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+        opts = parse_options(option)
+        source = create_dataset(dataset, split, root=root, **opts)
+        info = {"dataset": dataset, "split": split, **({"root": root} if root else {}), **opts}
+    report = corrupt_dataset(source, out, corruptions, severities, seed=seed, jpeg_quality=jpeg_quality,
+                             workers=workers, source_info=info)
     typer.echo(f"{report.n_images} images: wrote {report.written} files, kept {report.existing} existing, "
                f"{len(report.failed)} unreadable source(s) skipped, {report.seconds:.1f} s -> {out}")
 
 
-@app.command()
+@command()
 def report(
     runs: list[Path] = typer.Argument(..., help="run folders, eval folders or results.json files"),
     out: Path = typer.Option(Path("report.html"), "--out", help="report.html or report.md"),
@@ -63,14 +59,11 @@ def report(
     from robustune.report import write_report
 
     setup_logging(verbose)
-    try:
-        path = write_report(runs, out, title=title)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    path = write_report(runs, out, title=title)
     typer.echo(f"report: {path}")
 
 
-@app.command()
+@command()
 def analyze(
     runs: list[Path] = typer.Argument(..., help="one or two run folders (config.yaml + weights)"),
     corruption_root: Path = typer.Option(..., help="a corrupted set (<corruption>/<severity>/<class>/<file>)"),
@@ -85,10 +78,7 @@ def analyze(
     from robustune.analysis.run import analyze_runs
 
     setup_logging(verbose)
-    try:
-        written = analyze_runs(runs, corruption_root, out, corruptions=corruptions, severity=severity,
-                               split=split, shared_similarity=shared_similarity)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    written = analyze_runs(runs, corruption_root, out, corruptions=corruptions, severity=severity,
+                           split=split, shared_similarity=shared_similarity)
     for path in written:
         typer.echo(str(path))

@@ -1,11 +1,8 @@
-"""CLIP via open_clip: zero-shot classifiers, prompt learners, the tiny CLIP and prompt-tuning methods.
+"""CLIP via open_clip: zero-shot classifiers, prompt learners, the tiny CLIP and templates.
 
-Spec ``erapt.md`` §1, §2, §5, §6. Importing this package does not import open_clip; the factories do.
+Spec ``erapt.md`` §1, §5, §6. Importing this package does not import open_clip; the factories do.
+The prompt-tuning methods live in :mod:`robustune.methods.prompt_tuning`.
 """
-
-# robustune.methods registers this package's methods (and ER-APT builds on them): initialise it
-# first, so that importing any robustune.clip module first cannot meet a half-built registry.
-import robustune.methods  # noqa: F401,I001
 
 from robustune.clip.models import CLIPBundle, create_clip, is_clip_name, list_clip_models
 from robustune.clip.prompted import PromptedCLIP

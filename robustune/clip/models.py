@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
 
-from robustune.models.factory import WeightsUnavailableError, hub_cache_only_when_offline
+from robustune.errors import WeightsUnavailableError
+from robustune.models.weights import hub_cache_only_when_offline, is_file_ref
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ def list_clip_models(pattern: str = "*") -> list[str]:
 
     register_tiny_clip()
     return [m for m in open_clip.list_models() if fnmatch.fnmatch(m, pattern)]
-
-
-def _is_file_ref(weights: str) -> bool:
-    return weights.endswith((".safetensors", ".pt", ".pth", ".bin")) or os.sep in weights
 
 
 def _offline_message(name: str, tag: str, exc: Exception) -> str:
@@ -128,12 +124,13 @@ def create_clip(name: str, weights: str | None = None, **kwargs: Any) -> CLIPBun
         from robustune.registry import unknown_choice_message
 
         raise ValueError(unknown_choice_message("CLIP architecture", arch, open_clip.list_models()))
-    from robustune.models.factory import check_weights_word, keyword_error, unexpected_keyword
+    from robustune.models.factory import keyword_error, unexpected_keyword
+    from robustune.models.weights import check_weights_word
 
     check_weights_word(weights)
     if arch == TINY_CLIP and weights in PRETRAIN_RECIPES:
         weights = str(tiny_clip_weights(dataset=weights))
-    tag = weights if weights is not None and not _is_file_ref(weights) else None
+    tag = weights if weights is not None and not is_file_ref(weights) else None
     if tag is not None and not open_clip.get_pretrained_cfg(arch, tag):
         tags = open_clip.list_pretrained_tags_by_model(arch)
         raise WeightsUnavailableError(

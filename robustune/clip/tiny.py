@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from robustune.clip.templates import fill, resolve_templates
-from robustune.utils import atomic_path, cache_dir
+from robustune.files import atomic_path
+from robustune.utils import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,11 @@
 """Common corruptions (Hendrycks & Dietterich 2019): a registry, seeded per-image corruption and
 resumable parallel generation of corrupted datasets in the ImageNet-C folder layout."""
 
+from robustune.corruptions.datasets import corrupt_dataset, ensure_corrupted_dataset
 from robustune.corruptions.generate import (
     GenerationConfig,
     GenerationReport,
     cell_seed,
-    corrupt_dataset,
-    ensure_corrupted_dataset,
     generate_corruptions,
     read_manifest,
 )

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from robustune.corruptions.generate import GenerationConfig, GenerationReport, generate_corruptions
 from robustune.corruptions.registry import MIN_SIZE, resolve_corruptions, resolve_severities
 from robustune.corruptions.sources import SourceImage
-from robustune.utils import write_json
+from robustune.files import write_json
 
 ANNOTATIONS = "annotations.json"
 

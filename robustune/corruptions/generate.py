@@ -6,7 +6,7 @@ e.g. 85 for parity with the released ImageNet-C, which was saved as JPEG quality
 severity), so reruns, resumed runs and any number of workers give byte-identical files. Files
 are written to a temporary name and renamed, so an interrupted run never leaves a half-written
 image, and a rerun skips every file that exists. Image files skip the fsync of
-:func:`robustune.utils.atomic_path` (measured here: 7.3 vs 2.8 ms per 32 px PNG, i.e. +2 minutes on
+:func:`robustune.files.atomic_path` (measured here: 7.3 vs 2.8 ms per 32 px PNG, i.e. +2 minutes on
 the 27,000 files of digits-C): a killed process cannot leave a partial file either way, only a
 power loss could (an empty file after a crash of the machine is treated as missing and redone). The manifest uses write_json. ``manifest.json`` records the configuration,
 the class order and the source images that could not be read.
@@ -28,14 +28,9 @@ from typing import Any, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from robustune.corruptions.registry import (
-    corrupt_image,
-    ensure_min_size,
-    resolve_corruptions,
-    resolve_severities,
-)
-from robustune.corruptions.sources import SourceImage, dataset_sources, folder_sources, load_source
-from robustune.utils import read_json, write_json
+from robustune.corruptions.registry import corrupt_image, ensure_min_size
+from robustune.corruptions.sources import SourceImage, load_source
+from robustune.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -211,61 +206,3 @@ def _write_manifest(out: Path, cfg: GenerationConfig, classes: list[str], report
 def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(out_dir) / MANIFEST
     return read_json(path) if path.exists() else None
-
-
-def _manifest_covers(manifest: dict[str, Any] | None, cfg: GenerationConfig, source_info: dict) -> bool:
-    if not manifest or manifest.get("seed") != cfg.seed or manifest.get("jpeg_quality") != cfg.jpeg_quality \
-            or manifest.get("source") != source_info:
-        return False
-    generated = manifest.get("generated", {})
-    return all(set(cfg.severities) <= set(generated.get(c, [])) for c in cfg.corruptions)
-
-
-def corrupt_dataset(dataset_or_folder: Any, out_dir: str | os.PathLike,
-                    corruptions: str | Sequence[str] = "common", severities: str | Sequence[int] = "1-5",
-                    *, seed: int = 0, jpeg_quality: int | None = None, workers: int = 1,
-                    classes: list[str] | None = None,
-                    source_info: dict[str, Any] | None = None) -> GenerationReport:
-    """Corrupt a ``Dataset`` (float [0,1] CHW items) or an image folder ``root/<class>/<file>``.
-
-    A detection dataset (``is_detection``) is written in the Michaelis et al. layout with its boxes
-    (:mod:`robustune.corruptions.detection`).
-    """
-    if getattr(dataset_or_folder, "is_detection", False):
-        from robustune.corruptions.detection import corrupt_detection_dataset
-
-        return corrupt_detection_dataset(dataset_or_folder, out_dir, corruptions, severities, seed=seed,
-                                         jpeg_quality=jpeg_quality, workers=workers, source_info=source_info)
-    cfg = GenerationConfig(resolve_corruptions(corruptions), resolve_severities(severities), seed,
-                           jpeg_quality, max(1, int(workers)))
-    if isinstance(dataset_or_folder, (str, os.PathLike)):
-        sources, found = folder_sources(dataset_or_folder)
-        info = source_info or {"folder": str(Path(dataset_or_folder).resolve())}
-    else:
-        sources, found = dataset_sources(dataset_or_folder, classes)
-        info = source_info or {"dataset": type(dataset_or_folder).__name__, "n_images": len(sources)}
-    return generate_corruptions(sources, found, out_dir, cfg, info)
-
-
-def ensure_corrupted_dataset(dataset_name: str, out_dir: str | os.PathLike,
-                             corruptions: str | Sequence[str] = "common",
-                             severities: str | Sequence[int] = "1-5", *, split: str = "test",
-                             seed: int = 0, jpeg_quality: int | None = None, workers: int = 1,
-                             **dataset_kwargs: Any) -> Path:
-    """Generate ``<dataset_name>-C`` once; a no-op (manifest check only) when already complete.
-
-    Example: ``ensure_corrupted_dataset("digits", "runs/demo/digits-c")`` for the built-in digits.
-    """
-    cfg = GenerationConfig(resolve_corruptions(corruptions), resolve_severities(severities), seed,
-                           jpeg_quality, workers)
-    info = {"dataset": dataset_name, "split": split,
-            **{k: v for k, v in dataset_kwargs.items() if isinstance(v, (str, int, float, bool))}}
-    if _manifest_covers(read_manifest(out_dir), cfg, info):
-        log.info("corrupted %s/%s already complete in %s", dataset_name, split, out_dir)
-        return Path(out_dir)
-    from robustune.data import create_dataset
-
-    dataset = create_dataset(dataset_name, split, **dataset_kwargs)
-    corrupt_dataset(dataset, out_dir, cfg.corruptions, cfg.severities, seed=seed,
-                    jpeg_quality=jpeg_quality, workers=workers, source_info=info)
-    return Path(out_dir)

@@ -12,7 +12,7 @@ from robustune.data import folder as _folder  # noqa: F401,E402
 from robustune.data import torchvision_sets as _tv  # noqa: F401,E402
 from robustune.data import coop as _coop  # noqa: F401,E402
 from robustune.data import fewshot as _fewshot  # noqa: F401,E402
-from robustune.data import benchmarks as _benchmarks  # noqa: F401,E402
+from robustune.data import robustness_sets as _robustness_sets  # noqa: F401,E402
 from robustune.data import detection as _detection  # noqa: F401,E402  (digits_det)
 from robustune.data import detection_formats as _det_formats  # noqa: F401,E402  (coco, voc, rtts, exdark)
 

@@ -168,13 +168,6 @@ def detection_collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, A
     return list(images), list(targets)
 
 
-def is_detection_dataset(ds: Any) -> bool:
-    """True for a :class:`DetectionDataset` or a ``Subset`` of one."""
-    while hasattr(ds, "dataset") and not hasattr(ds, "is_detection"):
-        ds = ds.dataset
-    return bool(getattr(ds, "is_detection", False))
-
-
 # --- the built-in digits_det ------------------------------------------------------------------
 
 DIGITS_DET_SIZES = {"train": 500, "val": 100, "test": 200}

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from robustune.data.digits import TensorImageDataset, _digit_split_indices
 from robustune.data.registry import register_dataset
-from robustune.utils import atomic_path, cache_dir
+from robustune.files import atomic_path
+from robustune.utils import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from robustune.data.coop import MissingSplitError
 from robustune.data.registry import create_dataset, register_dataset
 from robustune.data.sampling import few_shot_indices
 from robustune.registry import unknown_choice_message
-from robustune.utils import cache_dir, read_json, write_json
+from robustune.files import read_json, write_json
+from robustune.utils import cache_dir
 
 log = logging.getLogger(__name__)
 

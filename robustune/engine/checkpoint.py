@@ -23,8 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from robustune.errors import CorruptFileError
-from robustune.files import contiguous_cpu, disk_full_named, file_sha256
-from robustune.utils import current_umask, write_json
+from robustune.files import contiguous_cpu, current_umask, disk_full_named, file_sha256, write_json
 
 log = logging.getLogger(__name__)
 

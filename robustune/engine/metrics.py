@@ -11,8 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from robustune.files import disk_full_named
-from robustune.utils import write_text_atomic
+from robustune.files import disk_full_named, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,25 +22,22 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from robustune.config import RunConfig, dump_config
+from robustune.config import RunConfig
 from robustune.data import DataSplits, IndexedDataset, build_loader
 from robustune import distributed as dist
-from robustune.engine.build import build_run
 from robustune.engine.checkpoint import (CheckpointCorruptError, latest_checkpoint, list_checkpoints,
                                          load_checkpoint, non_finite_tensors, save_checkpoint)
 from robustune.engine.metrics import MetricsWriter
 from robustune.engine.optim import create_optimizer, create_scheduler
-from robustune.files import save_tensors
+from robustune.errors import TrainingDivergedError
+from robustune.files import file_sha256, folder_lock, save_tensors
 from robustune.eval.clean import accuracy
-from robustune.files import file_sha256, folder_lock
 from robustune.methods import Method, SetupContext, StepContext
-from robustune.utils import environment_record, resolve_device, step_generator, write_json, write_text_atomic
+from robustune.runs.build import build_run
+from robustune.runs.record import write_run_record
+from robustune.utils import resolve_device, step_generator
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss, the weights or the optimizer state became NaN/inf; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -212,21 +208,10 @@ def check_finite_state(method: Method, opt, watched: set[str], epoch: int, step:
         )
 
 
-def write_run_record(run_dir: Path, cfg: RunConfig, phases: dict[str, float] | None = None,
-                     **extra: Any) -> None:
-    """``config.yaml`` and ``run.json`` (versions, hardware, seed, world size, per-rank batch, ...)."""
-    world = dist.world_size()
-    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-    write_json(run_dir / "run.json", {
-        **environment_record(), "seed": cfg.train.seed, "world_size": world,
-        "global_batch": cfg.data.batch_size, "per_rank_batch": cfg.data.batch_size // world,
-        "phases_seconds": phases or {}, **extra})
-
-
 def _finished_epochs(run_dir: Path, cfg: RunConfig) -> int | None:
     """Epochs done when ``run_dir`` holds a finished run: final weights, and the last epoch
     checkpointed (or the ``train.max_steps`` recorded as reached in ``run.json``)."""
-    from robustune.utils import read_json
+    from robustune.files import read_json
 
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None or not (run_dir / "model.safetensors").is_file():

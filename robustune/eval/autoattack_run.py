@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from robustune.attacks import eval_mode
 from robustune.attacks.autoattack import AutoAttack
 from robustune.data import build_loader
-from robustune.utils import read_json, step_generator, write_json
+from robustune.files import read_json, write_json
+from robustune.utils import step_generator
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from robustune.attacks import eval_mode
 from robustune.data import build_loader
 from robustune.data.detection import DetectionDataset
-from robustune.eval.results import Cell, EvalResults
+from robustune.eval.results import Cell
 from robustune.eval.suites import EvalContext, register_suite
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -20,6 +19,7 @@ from robustune.eval.detection import (
     predict_detections,
 )
 from robustune.eval.results import Cell, EvalResults
+from robustune.eval.ood_suites import corruption_key, corruption_root, selected_cells
 from robustune.eval.suites import EvalContext, register_suite
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,6 @@ def corrupted_cell_dataset(root: Path, corruption: str, severity: int):
         raise FileNotFoundError(f"{ann} does not exist: {root} is not a corrupted detection set "
                                 "(make one with `robustune corrupt <detection dataset> --out DIR`)")
     return coco(root=str(root), ann_file=str(ann), img_dir=str(root / corruption / str(severity)))
-
-
-def _selected(root: Path, options: dict[str, Any]) -> dict[str, list[int]]:
-    from robustune.eval.ood_suites import selected_cells
-
-    return selected_cells(root, options)
 
 
 def performance_under_corruption(results: EvalResults) -> list[Cell]:
@@ -71,14 +65,10 @@ def performance_under_corruption(results: EvalResults) -> list[Cell]:
 
 @register_suite(f"{SUITE}@detection")
 def corruptions_detection_suite(ctx: EvalContext):
-    root = ctx.options.get("corruption_root")
-    if not root:
-        raise ValueError("the corruptions suite needs --option corruption_root=DIR (made by "
-                         "`robustune corrupt <detection dataset> --out DIR`)")
-    root = Path(root)
-    for corruption, severities in _selected(root, ctx.options).items():
+    root = corruption_root(ctx, "made by `robustune corrupt <detection dataset> --out DIR`")
+    for corruption, severities in selected_cells(root, ctx.options).items():
         for severity in severities:
-            key = f"{SUITE}/{corruption}/{severity}"
+            key = corruption_key(corruption, severity)
 
             def compute(c: str = corruption, s: int = severity, key: str = key) -> list[Cell]:
                 ds = corrupted_cell_dataset(root, c, s)

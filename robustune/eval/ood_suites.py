@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from robustune.data.benchmarks import (
+from robustune.data.robustness_sets import (
     PerturbationSequences,
     available_cells,
     corruption_cell,
@@ -53,6 +53,22 @@ SUITE = "corruptions"
 
 def corruption_key(corruption: str, severity: int) -> str:
     return f"{SUITE}/{corruption}/{severity}"
+
+
+def corruption_root(ctx: EvalContext, made_by: str) -> Path:
+    """The ``corruption_root`` option of a corruptions suite; missing, an error naming ``made_by``."""
+    root = ctx.options.get("corruption_root")
+    if not root:
+        raise ValueError(f"the corruptions suite needs --option corruption_root=DIR ({made_by})")
+    return Path(root)
+
+
+def parse_corruption_key(key: str) -> tuple[str, int] | None:
+    """``corruptions/<corruption>/<severity>`` → (corruption, severity); None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == SUITE and parts[2].isdigit():
+        return parts[1], int(parts[2])
+    return None
 
 
 def _listify(value: Any) -> list[str] | None:
@@ -115,11 +131,7 @@ def _folder_classes(ctx: EvalContext, root: Path, corruption: str, severity: int
 
 @register_suite(SUITE)
 def corruptions_suite(ctx: EvalContext):
-    root = ctx.options.get("corruption_root")
-    if not root:
-        raise ValueError("the corruptions suite needs --option corruption_root=DIR (an ImageNet-C style "
-                         "tree, a CIFAR-C folder, or one made by `robustune corrupt`)")
-    root = Path(root)
+    root = corruption_root(ctx, "an ImageNet-C style tree, a CIFAR-C folder, or one made by `robustune corrupt`")
     cells = selected_cells(root, ctx.options)
     for corruption, severities in cells.items():
         for severity in severities:

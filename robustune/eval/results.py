@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from robustune.eval.stats import wilson_interval
-from robustune.utils import read_json, write_json
+from robustune.files import read_json, write_json
 
 
 @dataclass

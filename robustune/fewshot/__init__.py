@@ -6,7 +6,7 @@ The data side (K-shot sampling, base / new classes, the CoOp datasets) is in
 
 from robustune.fewshot.protocol import (
     SETTINGS,
-    ProtocolCell,
+    ProtocolRun,
     ProtocolConfig,
     ProtocolError,
     cell_status,
@@ -18,6 +18,6 @@ from robustune.fewshot.protocol import (
 from robustune.fewshot.table import harmonic_mean, markdown_tables, summarise, write_tables
 
 __all__ = [
-    "SETTINGS", "ProtocolCell", "ProtocolConfig", "ProtocolError", "cell_status", "fewshot_config", "harmonic_mean",
+    "SETTINGS", "ProtocolRun", "ProtocolConfig", "ProtocolError", "cell_status", "fewshot_config", "harmonic_mean",
     "markdown_tables", "plan_cells", "run_cell", "run_protocol", "summarise", "write_tables",
 ]

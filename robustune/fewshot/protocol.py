@@ -31,8 +31,9 @@ from typing import Any
 import torch
 
 from robustune.config import EvalConfig, MethodConfig, RunConfig, load_config
+from robustune.errors import ProtocolError
+from robustune.files import read_json, write_json
 from robustune.registry import unknown_choice_message
-from robustune.utils import read_json, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class ProtocolConfig:
 
 
 @dataclass
-class ProtocolCell:
+class ProtocolRun:
     """One run of the grid: its training config and one config per evaluation."""
 
     setting: str
@@ -154,7 +155,7 @@ def shared_params(method: MethodConfig, other: str) -> dict[str, Any]:
     return {k: v for k, v in method.params.items() if k in fields}
 
 
-def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[ProtocolCell]:
+def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -> list[ProtocolRun]:
     """Every cell of the grid, in a stable order (setting, dataset, shots, method, seed)."""
     protocol.validate()
     out_dir = Path(out_dir)
@@ -175,7 +176,7 @@ def plan_cells(base: RunConfig, protocol: ProtocolConfig, out_dir: str | Path) -
 
 
 def _cell(setting: str, dataset: str, shots: int, label: str, seed: int, run_dir: Path, name: str,
-          mcfg: RunConfig, protocol: ProtocolConfig) -> ProtocolCell:
+          mcfg: RunConfig, protocol: ProtocolConfig) -> ProtocolRun:
     subset = "base" if setting == "base2new" else "all"
     train_cfg = fewshot_config(mcfg, dataset, subset, shots, seed, name)
     if setting == "base2new":
@@ -186,51 +187,46 @@ def _cell(setting: str, dataset: str, shots: int, label: str, seed: int, run_dir
         evals.update({t: fewshot_config(mcfg, t, "all", None, seed, name) for t in targets})
     else:
         evals = {"all": train_cfg}
-    return ProtocolCell(setting, dataset, shots, label, seed, run_dir, train_cfg,
+    return ProtocolRun(setting, dataset, shots, label, seed, run_dir, train_cfg,
                         {k: eval_only(v) for k, v in evals.items()})
 
 
-def train_cell(cell: ProtocolCell) -> None:
+def train_cell(cell: ProtocolRun) -> None:
     """Train the cell's run (skip if finished, resume from the last checkpoint if started).
 
     A method with nothing to train (zero-shot CLIP) gets its run folder as built: config, run
     record and its (possibly empty) export, so it is evaluated like any trained run.
     """
     from robustune.engine import train
-    from robustune.engine.build import build_run
     from robustune.engine.checkpoint import latest_checkpoint
-    from robustune.files import save_tensors
-    from robustune.engine.trainer import write_run_record
+    from robustune.runs.build import build_run
+    from robustune.runs.zeroshot import has_nothing_to_train, write_untrained_run
 
     if (cell.run_dir / "model.safetensors").is_file():
         log.info("%s: already trained", cell.run_dir)
         return
     torch.manual_seed(cell.train_cfg.train.seed)  # as the engine does before building: same init
     method, splits = build_run(cell.train_cfg)
-    if next(iter(method.trainable_parameters()), None) is None:
+    if has_nothing_to_train(method):
         log.info("%s: method %r has nothing to train; evaluated as built", cell.run_dir, cell.method)
-        cell.run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_record(cell.run_dir, cell.train_cfg)
-        save_tensors(cell.run_dir / "model.safetensors", method.export_state())
+        write_untrained_run(cell.train_cfg, cell.run_dir, method.export_state())
         return
     resume = latest_checkpoint(cell.run_dir) is not None
     train(cell.train_cfg, cell.run_dir, resume=resume, method=method, splits=splits)
 
 
-def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
+def evaluate_cell(cell: ProtocolRun, protocol: ProtocolConfig) -> dict[str, Any]:
     """Natural and PGD accuracy of the trained cell on each of its evaluation sets."""
-    from robustune.eval import eps_label, evaluate, pgd_key
-    from robustune.eval.model_loading import load_run_model
+    from robustune.eval import eps_label, pgd_key
+    from robustune.runs.evaluate import evaluate_run
 
     ecfg = protocol.eval_config()
     out: dict[str, Any] = {}
     for name, cfg in cell.evals.items():
         # cross-dataset cells evaluate on other class lists on purpose
-        model, dataset, classes, info = load_run_model(cfg, cell.run_dir, "test", check_weights_classes=False)
-        results = evaluate(model, dataset, ecfg, cell.run_dir / f"eval_{name}", classes=classes,
-                           model_info=info["model"], dataset_info={**info["dataset"], **cfg.data.options},
-                           device=resolve_device(cfg.train.device), batch_size=cfg.data.eval_batch_size,
-                           options=protocol.suite_options)
+        results, classes = evaluate_run(cell.run_dir, ecfg, cell.run_dir / f"eval_{name}", cfg=cfg,
+                                        split="test", options=protocol.suite_options,
+                                        check_weights_classes=False, dataset_info=cfg.data.options)
         pgd = {pgd_key(eps, ecfg.pgd_steps): eps_label(eps) for eps in ecfg.eps}
         out[name] = {
             "natural": results.value("clean"),
@@ -244,7 +240,7 @@ def evaluate_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any
     return out
 
 
-def run_cell(cell: ProtocolCell, protocol: ProtocolConfig) -> dict[str, Any]:
+def run_cell(cell: ProtocolRun, protocol: ProtocolConfig) -> dict[str, Any]:
     """Train and evaluate one cell; ``cell.json`` marks it finished (then it is only read)."""
     path = cell.run_dir / CELL_FILE
     spec = eval_spec(protocol)
@@ -270,11 +266,7 @@ def eval_spec(protocol: ProtocolConfig) -> dict[str, Any]:
         "options": protocol.suite_options}, default=str))
 
 
-class ProtocolError(RuntimeError):
-    """Some cells failed (with ``keep_going``); the others are finished and tabulated."""
-
-
-def cell_status(cell: ProtocolCell) -> str:
+def cell_status(cell: ProtocolRun) -> str:
     """finished | trained (evaluation pending) | started (checkpoints) | todo."""
     from robustune.engine.checkpoint import latest_checkpoint
 

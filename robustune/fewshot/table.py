@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from robustune.utils import write_json, write_text_atomic
+from robustune.files import write_json, write_text_atomic
+from robustune.report.seeds import mean_std_text
 
 GroupKey = tuple[str, str, int, str]  # setting, dataset, shots, method
 
@@ -79,9 +80,7 @@ def _target_average(recs: list[dict[str, Any]], targets: list[str]) -> dict[str,
 
 def _fmt(stats: dict[str, Any], key: str = "mean") -> str:
     """``mean ± std``; a single seed has no spread, so it shows the value alone (no "± 0.0")."""
-    if len(stats.get("values", [])) == 1:
-        return f"{stats[key]:.1f}"
-    return f"{stats[key]:.1f} ± {stats['std']:.1f}"
+    return mean_std_text(stats[key], stats["std"], 1 if len(stats.get("values", [])) == 1 else 2)
 
 
 def _metric_names(rows: list[dict[str, Any]], name: str) -> list[str]:

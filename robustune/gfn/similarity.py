@@ -20,7 +20,7 @@ from robustune.attacks import eval_mode
 from robustune.data import build_loader
 from robustune.data.sampling import few_shot_indices
 from robustune.data.splits import targets_of
-from robustune.utils import write_json
+from robustune.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class ClassSimilarity:
     def load(cls, run_dir: str | os.PathLike, stem: str = "similarity") -> "ClassSimilarity":
         from safetensors.torch import load_file
 
-        from robustune.utils import read_json
+        from robustune.files import read_json
 
         run_dir = Path(run_dir)
         t = load_file(str(run_dir / f"{stem}.safetensors"))

@@ -11,7 +11,7 @@ from robustune.methods.base import (
 )
 from robustune.methods import erm as _erm  # noqa: F401,E402
 from robustune.methods import gfn as _gfn  # noqa: F401,E402
-from robustune.clip import methods as _clip  # noqa: F401,E402  (coop, apt, adv_*, fap, zeroshot)
+from robustune.methods import prompt_tuning as _prompt_tuning  # noqa: F401,E402  (coop, apt, adv_*, fap, zeroshot)
 from robustune.methods import erapt as _erapt  # noqa: F401,E402  (ER-APT on top of fap)
 from robustune.methods import detection as _detection  # noqa: F401,E402  (det_finetune, det_adv, gfn_det)
 

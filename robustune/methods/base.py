@@ -82,7 +82,7 @@ class Method(nn.Module):
 
     def load_export(self, path) -> None:
         """Load a ``model.safetensors`` written from :meth:`export_state`."""
-        from robustune.models.factory import load_state_dict_file
+        from robustune.models.weights import load_state_dict_file
 
         load_state_dict_file(self.eval_model(), path)
 

@@ -30,12 +30,13 @@ import torch.nn.functional as F
 
 from robustune.analysis.coverage import plot_population_diagnostics, population_coverage
 from robustune.attacks.evolution import EvolutionRegion, RegionPopulation, gather_members, rank_members
-from robustune.attacks.population_memory import PopulationMemory
-from robustune.clip.methods import FAP, FAPParams, fap_sample_terms
 from robustune.config import ConfigError
+from robustune.losses.fap import fap_sample_terms
 from robustune.losses.region import expand_clean, region_loss
 from robustune.losses.weighting import LossWeighting, WeightingParams
 from robustune.methods.base import register_method
+from robustune.methods.erapt_memory import PopulationMemory
+from robustune.methods.prompt_tuning import FAP, FAPParams
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from robustune.models.factory import MODELS, _is_file_ref, _timm_backbone, read_state_dict
-from robustune.models.factory import WeightsUnavailableError
+from robustune.errors import WeightsUnavailableError
+from robustune.models.factory import timm_backbone
+from robustune.models.registry import MODELS
+from robustune.models.weights import is_file_ref, read_state_dict
 from robustune.models.wrapper import ImageNormalizer
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def _create_trunk(name: str, weights: str | None, kwargs: dict[str, Any]) -> tup
     """The classification model without head (``num_classes=0``) and its mean/std."""
     if name in MODELS:
         entry = MODELS.get(name)
-        if weights is not None and not _is_file_ref(weights):
+        if weights is not None and not is_file_ref(weights):
             raise WeightsUnavailableError(f"{name!r} is a project model with no hub weights; pass a local file")
         with warnings.catch_warnings():  # a 0-class head warns that it has nothing to initialise
             warnings.simplefilter("ignore", UserWarning)
@@ -57,11 +59,11 @@ def _create_trunk(name: str, weights: str | None, kwargs: dict[str, Any]) -> tup
             except TypeError:
                 trunk = entry.fn(num_classes=0, **kwargs)
         return trunk, {"mean": entry.mean, "std": entry.std}
-    hub = None if weights is None or _is_file_ref(weights) else weights
+    hub = None if weights is None or is_file_ref(weights) else weights
     try:
-        trunk = _timm_backbone(name, 0, hub, **{"dynamic_img_size": True, **kwargs})
+        trunk = timm_backbone(name, 0, hub, **{"dynamic_img_size": True, **kwargs})
     except TypeError:
-        trunk = _timm_backbone(name, 0, hub, **kwargs)
+        trunk = timm_backbone(name, 0, hub, **kwargs)
     cfg = getattr(trunk, "pretrained_cfg", {}) or {}
     return trunk, {"mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
                    "std": tuple(cfg.get("std", (0.229, 0.224, 0.225)))}
@@ -216,6 +218,13 @@ class Detector(nn.Module):
         return [{**p, "labels": p["labels"] - 1} for p in preds]
 
 
+def list_detector_archs(pattern: str = "*") -> list[str]:
+    """The detector architectures over a timm backbone (``model.kwargs.arch``)."""
+    import fnmatch
+
+    return [a for a in ARCHS if fnmatch.fnmatch(a, pattern)]
+
+
 def _anchor_generator(strides: Sequence[float], arch: str, sizes: Sequence[float] | None):
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -252,7 +261,7 @@ def create_detector(backbone: str, num_classes: int, arch: str = "faster_rcnn", 
         trunk_kwargs.setdefault("features_only", True)
         trunk_kwargs.setdefault("out_indices", (1, 2, 3, 4))
     trunk, meta = _create_trunk(backbone, weights, trunk_kwargs)
-    for ref in (weights if weights and _is_file_ref(weights) else None, backbone_file):
+    for ref in (weights if weights and is_file_ref(weights) else None, backbone_file):
         if ref:
             load_trunk_weights(trunk, ref)
     body = DetectionBackbone(trunk, meta["mean"], meta["std"], fpn_channels, arch, pyramid_scales, hierarchical)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from robustune.models.factory import register_model
+from robustune.models.registry import register_model
 
 
 @register_model("vit_tiny32", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), input_size=(3, 32, 32))

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from robustune.eval import eps_label
+from robustune.files import read_json
 from robustune.report.render import Section, inline_html
-from robustune.utils import read_json
+from robustune.report.seeds import mean_std_text
 
 
 def _metric_title(metric: str) -> str:
@@ -20,8 +21,7 @@ def _metric_title(metric: str) -> str:
 
 
 def _value(stats: dict[str, Any], key: str, seeds: int) -> str:
-    text = f"{stats[key]:.1f}"
-    return f"{text} ± {stats['std']:.1f}" if seeds > 1 else text
+    return mean_std_text(stats[key], stats["std"], seeds)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -15,9 +15,9 @@ from robustune.report.tables import (
     Table,
     format_ci,
     format_value,
-    is_fraction,
     reference_clean,
 )
+from robustune.report.units import is_fraction
 
 
 def _shown(cell: Cell) -> str:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustune.report.plots import Figure
-from robustune.report.tables import ModelRun, Table, format_ci, format_value, is_fraction
+from robustune.report.tables import ModelRun, Table, format_ci, format_value
+from robustune.report.units import is_fraction
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:20px;color:#1d2330;max-width:1240px}

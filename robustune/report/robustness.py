@@ -35,7 +35,7 @@ from robustune.report.tables import (
     summary_table,
     threat_model_lines,
 )
-from robustune.utils import atomic_path, write_text_atomic
+from robustune.files import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from robustune.eval.results import Cell, EvalResults
-
-# Metrics stored as fractions in [0, 1] and shown as percentages.
-FRACTION_METRICS = {"top1_accuracy", "robust_accuracy", "mean_corruption_accuracy", "flip_probability",
-                    "accuracy", "clean_accuracy",
-                    "mAP", "AP50", "AP75", "APs", "APm", "APl", "mPC", "rPC"}  # detection (report/detection.py)
-LOWER_IS_BETTER = {"mCE", "relative_mCE", "CE", "mFR", "mT5D", "flip_probability", "error",
-                   "unnormalized_mCE", "unnormalized_CE"}
+from robustune.report.units import LOWER_IS_BETTER, is_fraction
 
 
 @dataclass
@@ -99,10 +93,6 @@ class Table:
             else:
                 self.best.pop(col.key, None)
         return self
-
-
-def is_fraction(metric: str) -> bool:
-    return metric in FRACTION_METRICS
 
 
 def format_value(cell: Cell) -> str:
@@ -323,7 +313,3 @@ def adversarial_series(runs: list[ModelRun]) -> dict[str, dict[str, list[tuple[f
                     pts.append((0.0, run.results.cells["clean"].value))
         out[run.name] = {k: sorted(v) for k, v in series.items()}
     return out
-
-
-def all_cells_rows(run: ModelRun) -> list[Cell]:
-    return list(run.results.cells.values())

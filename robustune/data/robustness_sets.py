@@ -80,7 +80,7 @@ def corruption_folder(root: str | os.PathLike, corruption: str, severity: int, *
     if not cell.is_dir():
         raise FileNotFoundError(f"no folder {str(cell)!r}: expected <root>/<corruption>/<severity>/<class>/<file>")
     if classes is None and (root / "manifest.json").exists():
-        from robustune.utils import read_json
+        from robustune.files import read_json
 
         classes = read_json(root / "manifest.json").get("classes")
     folders = list(classes) if classes else find_classes(cell)
@@ -130,7 +130,7 @@ class CorruptionArrayDataset(Dataset):
         return (self.transform(x) if self.transform else x), self.targets[index]
 
 
-class MemoryCell(Dataset):
+class MemoryImages(Dataset):
     """A decoded corruption cell held in memory as uint8 (exact for 8-bit images); items as float [0,1]."""
 
     def __init__(self, images: torch.Tensor, targets: list[int], classes: list[str]) -> None:
@@ -147,15 +147,15 @@ class MemoryCell(Dataset):
 
 @functools.lru_cache(maxsize=128)
 def _memory_cell(root: str, corruption: str, severity: int, classes: tuple[str, ...] | None,
-                 stamp: float) -> MemoryCell:
+                 stamp: float) -> MemoryImages:
     ds = corruption_cell(root, corruption, severity, classes=list(classes) if classes else None)
     items = [ds[i] for i in range(len(ds))]
     images = torch.stack([x for x, _ in items]).mul_(255).round_().to(torch.uint8)
-    return MemoryCell(images, [int(y) for _, y in items], list(getattr(ds, "classes", []) or []))
+    return MemoryImages(images, [int(y) for _, y in items], list(getattr(ds, "classes", []) or []))
 
 
 def memory_cell(root: str | os.PathLike, corruption: str, severity: int,
-                classes: list[str] | None = None) -> MemoryCell:
+                classes: list[str] | None = None) -> MemoryImages:
     """:func:`corruption_cell` decoded once per process and kept in memory (uint8).
 
     For small generated sets evaluated by several models in one process (the demo's digits-C:
@@ -165,7 +165,7 @@ def memory_cell(root: str | os.PathLike, corruption: str, severity: int,
     cell = Path(root) / corruption / str(severity)
     stamp = cell.stat().st_mtime if cell.exists() else 0.0
     shared = _memory_cell(str(root), corruption, severity, tuple(classes) if classes else None, stamp)
-    view = MemoryCell(shared.images, shared.targets, shared.classes)  # own .transform per caller
+    view = MemoryImages(shared.images, shared.targets, shared.classes)  # own .transform per caller
     return view
 
 

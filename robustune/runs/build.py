@@ -1,4 +1,9 @@
-"""Build the model, data and method of a run from its :class:`RunConfig`."""
+"""Build the model, data and method of a run from its :class:`RunConfig`.
+
+The model comes from :func:`robustune.models.create_model` (a project or timm classifier, or a
+``det:<backbone>`` detector); a ``clip:<architecture>`` model is a zero-shot classifier over the
+class names and templates of the run's data (:func:`robustune.clip.build.build_clip_model`).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,13 @@ from robustune.config import RunConfig
 from robustune.data import DataSplits, load_splits
 from robustune.data.registry import create_dataset
 from robustune.data.splits import classes_of, dataset_options
-from robustune.errors import CorruptFileError
+from robustune.clip.build import build_clip_model
+from robustune.clip.models import is_clip_name
+from robustune.errors import CorruptFileError, WeightsUnavailableError
 from robustune.files import file_sha256
 from robustune.methods import Method, create_method
-from robustune.models import Classifier, create_classifier, load_state_dict_file
-from robustune.models.factory import WeightsUnavailableError
+from robustune.models import Classifier, create_model, load_state_dict_file, read_state_dict
+from robustune.models.create import DETECTOR_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +64,12 @@ def count_classes(cfg: RunConfig) -> int:
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> Classifier:
-    if cfg.model.name.startswith("clip:"):  # a zero-shot CLIP classifier, see robustune.clip.build
-        from robustune.clip.build import build_clip_model
-
+    """The run's model, with ``model.init_from`` loaded (a classifier's backbone, or a detector)."""
+    if is_clip_name(cfg.model.name):  # class names and templates come from the data
         return build_clip_model(cfg)
-    if cfg.model.name.startswith("det:"):  # a detector over a timm backbone, robustune.models.detectors
+    if cfg.model.name.startswith(DETECTOR_PREFIX):
         return build_detector(cfg, num_classes)
-    model = create_classifier(cfg.model.name, num_classes=num_classes, weights=cfg.model.weights,
-                              **cfg.model.kwargs)
+    model = create_model(cfg.model.name, num_classes, weights=cfg.model.weights, **cfg.model.kwargs)
     if cfg.model.init_from:
         path = resolve_weights_file(cfg.model.init_from)
         load_state_dict_file(model.backbone, path)
@@ -78,14 +83,11 @@ def build_detector(cfg: RunConfig, num_classes: int):
     ``model.init_from``: a classifier run (its backbone initialises the detector's trunk) or a
     detection run (the whole detector continues from it).
     """
-    from robustune.models.detectors import create_detector
-    from robustune.models.factory import read_state_dict
-
     kwargs = dict(cfg.model.kwargs)
     source = resolve_weights_file(cfg.model.init_from) if cfg.model.init_from else None
     whole = source is not None and any(k.startswith("detector.") for k in read_state_dict(source))
-    model = create_detector(cfg.model.name[len("det:"):], num_classes, weights=cfg.model.weights,
-                            backbone_file=None if whole or source is None else str(source), **kwargs)
+    model = create_model(cfg.model.name, num_classes, weights=cfg.model.weights,
+                         backbone_file=None if whole or source is None else str(source), **kwargs)
     if whole:
         load_state_dict_file(model, source)
     if source is not None:

@@ -6,10 +6,20 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from robustune.config import RunConfig
+from robustune.clip.models import is_clip_name
+from robustune.config import RunConfig, load_config
 from robustune.data.registry import create_dataset
 from robustune.data.splits import check_same_classes, classes_of, dataset_options, model_input_options
-from robustune.utils import read_json
+from robustune.files import read_json
+from robustune.runs.build import build_run, resolve_weights_file
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved ``config.yaml`` of a run folder."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); train one with `robustune train`")
+    return load_config(path)
 
 
 def load_run_model(cfg: RunConfig, run_dir: Path, split: str | None = None, *,
@@ -20,8 +30,6 @@ def load_run_model(cfg: RunConfig, run_dir: Path, split: str | None = None, *,
     split's and, with ``check_weights_classes``, the one the weights were trained on (``run.json``);
     the few-shot protocol turns that off for its deliberate cross-dataset evaluations.
     """
-    from robustune.engine.build import build_run, resolve_weights_file
-
     split = split or cfg.data.test_split
     if not split:
         raise ValueError(f"{run_dir}: the run has no data.test_split; pass --split NAME")
@@ -38,7 +46,7 @@ def load_run_model(cfg: RunConfig, run_dir: Path, split: str | None = None, *,
     check_same_classes(splits.classes, classes, f"the training split {cfg.data.train_split!r}",
                        f"the evaluated split {split!r}")
     recorded = _recorded_classes(Path(run_dir))
-    if check_weights_classes and recorded is not None and not cfg.model.name.startswith("clip:"):  # a CLIP head is built from names
+    if check_weights_classes and recorded is not None and not is_clip_name(cfg.model.name):  # a CLIP head is built from names
         check_same_classes(recorded, classes, f"the weights ({Path(run_dir) / 'run.json'})",
                            f"the evaluated split {split!r}")
     info = {

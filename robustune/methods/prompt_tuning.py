@@ -6,56 +6,30 @@ The engine's model for these methods is a zero-shot :class:`~robustune.clip.zero
 only saved parameters. Adversarial examples come from the project's PGD against the current
 prompted model (eval mode, so the class text features are a constant inside the attack).
 
-* ``zeroshot``: no training; evaluation of the frozen model (see :func:`robustune.engine.zeroshot.write_zeroshot_run`).
+* ``zeroshot``: no training; evaluation of the frozen model (see :func:`robustune.runs.zeroshot.write_zeroshot_run`).
 * ``coop``: CE on clean images (Zhou et al., IJCV 2022).
 * ``apt``: CoOp context, CE on PGD AEs (APT-style; Li et al., CVPR 2024).
 * ``adv_vp``: pad prompter, CE on PGD AEs (AdvVP; Mao et al., ICLR 2023).
 * ``adv_vlp``: independent 2 + 2 deep prompts, CE on PGD AEs.
 * ``adv_maple``: FAP's prompts, CE on PGD AEs.
-* ``fap``: FAP's prompts and loss (Zhou et al., NeurIPS 2024), :func:`fap_loss`.
+* ``fap``: FAP's prompts and loss (Zhou et al., NeurIPS 2024), :func:`robustune.losses.fap.fap_loss`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from robustune.attacks import PGD
-from robustune.attacks.losses import kl_loss
 from robustune.clip.prompted import PromptedCLIP, trainable_is_prompt_only
 from robustune.clip.prompts import create_prompt_learner
 from robustune.clip.zeroshot import CLIPClassifier
+from robustune.errors import WeightsUnavailableError
+from robustune.losses.fap import fap_loss
 from robustune.methods.base import Method, register_method
-from robustune.models.factory import WeightsUnavailableError
-
-
-class FAPLoss(NamedTuple):
-    loss: torch.Tensor
-    natural: torch.Tensor
-    adversarial: torch.Tensor
-
-
-def fap_sample_terms(logits_clean: torch.Tensor, logits_adv: torch.Tensor, feat_clean: torch.Tensor,
-                     feat_adv: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``KL(p(x) ‖ p(x+δ)) · (1 + cos(f_img(x), f_img(x+δ)))`` (FAP, spec §2), shape (N,)."""
-    kl = kl_loss(logits_adv, None, clean_logits=logits_clean)
-    return kl * (1 + F.cosine_similarity(feat_clean, feat_adv, dim=-1))
-
-
-def fap_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, feat_clean: torch.Tensor,
-             feat_adv: torch.Tensor, labels: torch.Tensor, lam: float = 1.5) -> FAPLoss:
-    """FAP's objective ``L = CE(logits(x), y) + λ · mean_i[KL(p(x_i) ‖ p(x_i+δ_i)) · (1 + cos_i)]``.
-
-    Zhou et al., "Few-Shot Adversarial Prompt Learning on Vision-Language Models" (NeurIPS 2024),
-    as verified in their code (spec ``erapt.md`` §2). Gradients flow through both branches.
-    """
-    natural = F.cross_entropy(logits_clean, labels)
-    adversarial = fap_sample_terms(logits_clean, logits_adv, feat_clean, feat_adv).mean()
-    return FAPLoss(natural + lam * adversarial, natural, adversarial)
 
 
 @dataclass
@@ -116,7 +90,7 @@ class PromptMethod(Method):
         return self.model.learner.state_dict()
 
     def load_export(self, path) -> None:
-        from robustune.models.factory import read_state_dict
+        from robustune.models.weights import read_state_dict
 
         state = read_state_dict(path)
         own = self.model.learner.state_dict()
@@ -265,7 +239,7 @@ class FAP(AdvMaPLe):
 
 @register_method("zeroshot")
 class ZeroShot(Method):
-    """Zero-shot CLIP: nothing to train. Its run folder comes from :func:`robustune.engine.zeroshot.write_zeroshot_run`."""
+    """Zero-shot CLIP: nothing to train. Its run folder comes from :func:`robustune.runs.zeroshot.write_zeroshot_run`."""
 
     def training_step(self, images, labels, ctx):
         raise RuntimeError("zeroshot has nothing to train: use `robustune zeroshot CONFIG` to create "
@@ -281,4 +255,4 @@ class ZeroShot(Method):
         """Nothing to load: the zero-shot model is fully given by its config."""
 
 
-__all__ = ["FAPLoss", "fap_loss", "fap_sample_terms"]
+__all__ = ["AttackParams", "CoOp", "FAP", "FAPParams", "PromptMethod", "ZeroShot"]
