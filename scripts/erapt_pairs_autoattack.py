@@ -17,7 +17,7 @@ from pathlib import Path
 from robustune.config import EvalConfig, load_config, parse_number
 from robustune.fewshot.protocol import eval_only, fewshot_config
 from robustune.fewshot.table import harmonic_mean
-from robustune.utils import write_json
+from robustune.files import write_json
 
 GROUPS = {"a": ["zeroshot", "configs/clip_tiny_digits_pairs_fap.yaml"],
           "b": ["configs/clip_tiny_digits_pairs_fap_eqcompute.yaml"],
@@ -38,18 +38,16 @@ def method_config(entry: str):
 
 
 def autoattack_cell(run_dir: Path, mcfg, seed: int, n: int, eps: float) -> dict:
-    from robustune.eval import evaluate
-    from robustune.eval.model_loading import load_run_model
+    from robustune.runs.evaluate import evaluate_run
 
     ecfg = EvalConfig(suites=["adversarial"], eps=[eps], n_examples=n, split="test", seed=0)
     out = {}
     for side in ("base", "new"):
         cfg = eval_only(fewshot_config(mcfg, "digits_pairs", side, 16, seed, run_dir.name))
-        model, dataset, classes, info = load_run_model(cfg, run_dir, "test", check_weights_classes=False)
-        res = evaluate(model, dataset, ecfg, run_dir / f"aa_{side}", classes=classes, model_info=info["model"],
-                       dataset_info={**info["dataset"], **cfg.data.options}, batch_size=cfg.data.eval_batch_size,
-                       options={"attacks": "autoattack", "sanity_eps0": False})
-        cell = next(c for c in res.cells.values() if c.metric == "robust_accuracy")
+        results, _ = evaluate_run(run_dir, ecfg, run_dir / f"aa_{side}", cfg=cfg, split="test",
+                                  options={"attacks": "autoattack", "sanity_eps0": False},
+                                  check_weights_classes=False, dataset_info=cfg.data.options)
+        cell = next(c for c in results.cells.values() if c.metric == "robust_accuracy")
         out[side] = {"robust": cell.value, "n": cell.n}
     out["hm"] = harmonic_mean(out["base"]["robust"], out["new"]["robust"])
     return out
