@@ -8,17 +8,19 @@ fittest members of each island — keeps the spread of the PGD starts (about the
 ε·√d apart on the tiny CLIP, benchmarks/erapt_search.py), and by elitism each island's best is at
 least as strong as its own PGD point. The islands run as one search over the batch repeated S
 times (row b·S + s is island s of image b), so every island is scored in the same batched forwards.
-All of this is *our* choice; the paper's code is not public.
+All of this is *our* choice; the paper's code is not public. ``attack`` is an
+:class:`~robustune.attacks.evolution.EvolutionRegion` (its ``pgd``, ``starts``, ``encode`` and ``evolve``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from robustune.attacks.evolution import EvolutionRegion, RegionPopulation
+from robustune.attacks.base import Attack
+from robustune.attacks.population import RegionPopulation
 
 
-def island_starts(attack: EvolutionRegion, x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator | None
+def island_starts(attack: Attack, x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator | None
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(B, S − 1, C, H, W) PGD points of the extra islands, from fresh random starts drawn from
     ``gen`` in one batched PGD run, and their last gradient signs (or None)."""
@@ -29,7 +31,7 @@ def island_starts(attack: EvolutionRegion, x: torch.Tensor, labels: torch.Tensor
     return view(adv.detach()), view(direction)
 
 
-def island_search(attack: EvolutionRegion, x: torch.Tensor, labels: torch.Tensor, start: torch.Tensor,
+def island_search(attack: Attack, x: torch.Tensor, labels: torch.Tensor, start: torch.Tensor,
                   gen: torch.Generator | None, direction: torch.Tensor | None = None,
                   warm: torch.Tensor | None = None, warm_valid: torch.Tensor | None = None) -> RegionPopulation:
     """S islands from FAP's δ_pgd and S − 1 fresh PGD points (model already in eval mode).
