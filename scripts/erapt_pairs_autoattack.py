@@ -80,7 +80,7 @@ def collect(out: Path) -> dict:
     table: dict = {}
     for path in sorted(out.glob(f"*/base2new/digits_pairs/16shot/*/seed*/{CELL_FILE}")):
         cell = path.parent
-        key = f"{cell.parents[3].name}/{cell.parent.name}"
+        key = f"{cell.parents[4].name}/{cell.parent.name}"
         table.setdefault(key, {})[cell.name.removeprefix("seed")] = json.loads(path.read_text())
     return table
 

@@ -61,7 +61,7 @@ def autoattack_table(out: Path) -> str:
     data: dict = {}
     for path in sorted(out.glob("*/base2new/digits_pairs/16shot/*/seed*/autoattack.json")):
         cell = path.parent
-        data.setdefault(f"{cell.parents[3].name}/{cell.parent.name}", {})[cell.name[4:]] = json.loads(path.read_text())
+        data.setdefault(f"{cell.parents[4].name}/{cell.parent.name}", {})[cell.name[4:]] = json.loads(path.read_text())
     if not data:
         return ""
     lines = ["| method | seed | n per side | AA base | AA new | AA HM |", "|---|---|---|---|---|---|"]
