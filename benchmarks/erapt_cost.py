@@ -117,6 +117,10 @@ STEP_CONFIGS = {
     "erapt_bf16": ("erapt", {"fitness_dtype": "bf16"}),
     "erapt_every2_bf16": ("erapt", {"evolve_every": 2, "fitness_dtype": "bf16"}),
     "erapt_no_evolution": ("erapt", {"evolution": False}),
+    # issue 20: the region default above (2 islands) against issue 13's point and FAP with more PGD steps
+    "erapt_point": ("erapt", {"search": "point"}),
+    "fap_pgd4": ("fap", {"steps": 4}),
+    "fap_pgd8": ("fap", {"steps": 8}),
 }
 
 
@@ -133,7 +137,7 @@ def bench_steps(base, repeats: int, batch: int, quick: bool, keys: tuple[str, ..
     for key in ("fap", *[k for k in keys if k != "fap"]):
         name, params = STEP_CONFIGS[key]
         torch.manual_seed(0)
-        kw = {**common, **params} if name == "erapt" else {"n_ctx": 2, "depth": common["depth"]}
+        kw = {**common, **params} if name == "erapt" else {"n_ctx": 2, "depth": common["depth"], **params}
         methods[key] = create_method(name, base, kw).train()
         counters[key], times[key] = 0, []
 

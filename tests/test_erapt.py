@@ -189,3 +189,19 @@ def test_evolve_every_and_bf16_fitness(base, batch):
         warm = build(base, "erapt", population=2, generations=1, warm_start=True)
         warm.training_step(*batch, StepContext(epoch=0, step=0, generator=step_generator(7, 0)))
     assert build(base, "erapt", warm_start=False).needs_indices is False and method.needs_indices
+
+
+def test_default_region_and_point_option(base, batch, tmp_path):
+    """Issue 20: the default trains on a region of 2 members (one per island); ``search: point`` is
+    issue 13's single fittest point; the weights of every step are appended to weights.jsonl."""
+    region = build(base, "erapt")
+    assert region.evolver.region_size == 2 and region.evolver.starts == 2
+    point = build(base, "erapt", search="point")
+    assert point.evolver.region_size == 1 and point.evolver.starts == 1
+    region._run_dir = tmp_path
+    for step in range(3):
+        step_and_grads(region, batch, step=step)
+    rows = [json.loads(line) for line in (tmp_path / "weights.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2] and all({"w_nat", "w_adv"} <= r.keys() for r in rows)
+    with pytest.raises(Exception, match="search must be one of region, point"):
+        build(base, "erapt", search="cloud")

@@ -32,11 +32,25 @@ def test_dwa_moves_weight_to_the_slower_term():
     # the documented formula on the last two windows
     means = lambda k: torch.tensor(adv[k * 10:(k + 1) * 10]).mean()  # noqa: E731
     r = torch.tensor([1.0, means(5) / means(4)])
-    expect = torch.tensor([1.0, 1.5]) * 2 * torch.softmax(r / 2.0, 0)
+    expect = torch.tensor([1.0, 1.5]) * 2 * torch.softmax(r / WeightingParams().temperature, 0)
     torch.testing.assert_close(out[-1], expect.float())
     # the mirrored curve moves the other way
     _, out2 = drive("dwa", adv, nat, window=10, collapse_detection=False)
     assert out2[-1, 0] < 1.0 and out2[-1, 1] > 1.5
+
+
+def test_default_dwa_weights_respond_to_a_loss_trend():
+    """Issue 20: at the default T, a 20 % opposite change of the two window means moves the weights by
+    more than a third of their base values (T = 2 moved (1, 1.5) only to (0.90, 1.65))."""
+    nat = [1.0] * 10 + [1.2] * 10 + [1.2]  # natural loss rises 20 %, adversarial falls 20 %
+    adv = [1.0] * 10 + [0.8] * 10 + [0.8]
+    _, out = drive("dwa", nat, adv, window=10, collapse_detection=False)
+    assert out[-1, 0] > 1.35 and out[-1, 1] < 1.0  # weight moves to the natural term
+    _, old = drive("dwa", nat, adv, window=10, temperature=2.0, collapse_detection=False)
+    torch.testing.assert_close(old[-1], torch.tensor([1.0, 1.5]) * 2 * torch.softmax(torch.tensor([1.2, 0.8]) / 2, 0))
+    assert old[-1, 0] < 1.11  # the old temperature: a 10 % move
+    _, back = drive("dwa", adv, nat, window=10, collapse_detection=False)  # mirrored: toward the adversarial term
+    assert back[-1, 1] > 2.0 and back[-1, 0] < 0.7
 
 
 def test_ratio_tracks_clipped_loss_ratio():

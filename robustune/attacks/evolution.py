@@ -18,6 +18,13 @@ P perturbations around it, and the top-r members form the *region* the training 
    no extra backward); every new member is projected (Π: L∞ ball of radius ε, then [0,1]);
 3. region = the r fittest of the final population (r = P: all members).
 
+With ``starts = S > 1`` (multi-start *islands*, our default in the ``erapt`` method) the search runs
+S independent populations per image, island s seeded by its own PGD point δ_pgd^(s) from its own
+random start (island 0: the given δ_pgd), each with its own last gradient sign; the region is the
+r fittest members *of each island*, S·r in all, fittest first. Islands never exchange members, so
+the region keeps the spread of the PGD starts (measured by benchmarks/erapt_search.py) while each
+member is at least as strong as its island's PGD point (elitism).
+
 Fitness is a per-sample adversarial loss evaluated without gradients on the whole batch's
 population in one batched forward (chunked by ``max_batch``). Every random number is drawn from
 one generator, per generation in a fixed order and shape for the whole batch, so a per-image,
@@ -38,7 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustune.attacks.base import Attack, eval_mode
+from robustune.attacks.islands import island_search
 from robustune.attacks.pgd import PGD
+from robustune.attacks.population import RegionPopulation, gather_members, rank_members
 from robustune.attacks.registry import register_attack
 
 FITNESS = ("kl", "ce", "fap", "neighbor")
@@ -47,53 +56,8 @@ CROSSOVERS = ("uniform", "blend")
 MUTATIONS = ("sign", "gaussian", "gradient")
 INITS = ("noise", "mutation")
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass
-class RegionPopulation:
-    """The final population of an evolution run.
-
-    Attributes:
-        clean: (B, C, H, W) clean images x.
-        population: (B, P, C, H, W) adversarial images x + δ_i, all within ε of x and in [0,1].
-        fitness: (B, P) fitness of each member (higher = more adversarial).
-        region_index: (B, r) indices of the r fittest members, fittest first.
-        pgd_fitness: (B,) fitness of the PGD start δ_pgd (member 0 of the first generation).
-        best_fitness: (G+1, B) best fitness per image after each generation (0 = initial).
-    """
-
-    clean: torch.Tensor
-    population: torch.Tensor
-    fitness: torch.Tensor
-    region_index: torch.Tensor
-    pgd_fitness: torch.Tensor
-    best_fitness: torch.Tensor
-
-    @property
-    def delta(self) -> torch.Tensor:
-        """(B, P, C, H, W) perturbations δ_i = x_i' − x."""
-        return self.population - self.clean.unsqueeze(1)
-
-    @property
-    def region(self) -> torch.Tensor:
-        """(B, r, C, H, W) the region's adversarial images, fittest first."""
-        return gather_members(self.population, self.region_index)
-
-    @property
-    def best(self) -> torch.Tensor:
-        """(B, C, H, W) the fittest member per image."""
-        return gather_members(self.population, self.region_index[:, :1]).squeeze(1)
-
-
-def gather_members(population: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``population[b, index[b, k]]`` for a (B, P, ...) population and (B, K) indices."""
-    shape = index.shape + (1,) * (population.dim() - 2)
-    return population.gather(1, index.view(shape).expand(*index.shape, *population.shape[2:]))
-
-
-def rank_members(fitness: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, k) indices of the k fittest members; ties go to the lower index (stable sort)."""
-    return torch.sort(fitness, dim=1, descending=True, stable=True).indices[:, :k]
+__all__ = ["EvolutionRegion", "RegionPopulation", "fitness_from_outputs", "gather_members", "project_delta",
+           "rank_members"]
 
 
 def fitness_from_outputs(name: str, logits: torch.Tensor, labels: torch.Tensor, clean_logits: torch.Tensor,
@@ -217,7 +181,9 @@ class EvolutionRegion(Attack):
         mut_sigma: σ_m, scale of ``gaussian``/``gradient`` mutation in units of ε (None: ``sigma``).
         init: ``noise`` (uniform variants of amplitude σ·ε) or ``mutation`` (the mutation operator
             applied to δ_pgd) for the P − 1 initial variants.
-        region: r, members in the region (an int, or ``"all"`` for r = P; default ``max(1, P // 2)``).
+        region: r, members in the region (an int, or ``"all"`` for r = P; default ``max(1, P // 2)``);
+            with ``starts > 1``, members per island (the region then has ``starts · r`` members).
+        starts: S, PGD starts = independent islands per image (1: one population around δ_pgd).
         fitness: ``kl`` | ``ce`` | ``fap`` | ``neighbor`` (see :func:`fitness_from_outputs`).
         encoder: callable x → (logits, image features) in one pass (for ``fap``); else ``features``.
         features: callable x → image features, used with ``model`` when no encoder is given.
@@ -237,14 +203,15 @@ class EvolutionRegion(Attack):
                  neighbors: torch.Tensor | None = None, max_batch: int | None = None, pgd_steps: int = 2,
                  pgd_alpha: float | None = None, pgd_loss: str = "kl", order: str = "crossover_first",
                  mut_sigma: float | None = 0.5, init: str = "mutation", fitness_dtype: str = "fp32",
-                 **kwargs) -> None:
+                 starts: int = 1, **kwargs) -> None:
         super().__init__(model, eps, **kwargs)
         if torch.is_tensor(self.eps):
             raise ValueError("the evolution attack needs a float eps (mutation draws ±ε)")
         if self.norm != "Linf":
             raise ValueError("the evolution attack is defined for norm='Linf' only")
-        if population < 1 or generations < 0:
-            raise ValueError(f"need population ≥ 1 and generations ≥ 0, got {population}, {generations}")
+        if population < 1 or generations < 0 or starts < 1:
+            raise ValueError(f"need population ≥ 1, generations ≥ 0 and starts ≥ 1, got {population}, "
+                             f"{generations}, {starts}")
         for key, value, valid in (("order", order, ORDERS), ("crossover", crossover, CROSSOVERS),
                                   ("mutation", mutation, MUTATIONS), ("init", init, INITS),
                                   ("fitness", fitness, FITNESS), ("fitness_dtype", fitness_dtype, ("fp32", "bf16"))):
@@ -258,7 +225,9 @@ class EvolutionRegion(Attack):
             region = population
         if region is not None and (not isinstance(region, int) or region < 1):
             raise ValueError(f"region must be a positive int or 'all', got {region!r}")
-        self.region_size = min(population, region if region is not None else max(1, population // 2))
+        self.starts = starts
+        self.island_region = min(population, region if region is not None else max(1, population // 2))
+        self.region_size = starts * self.island_region
         self.fitness, self.encoder, self.features = fitness, encoder, features
         self.neighbors, self.max_batch, self.fitness_dtype = neighbors, max_batch, fitness_dtype
         alpha = pgd_alpha if pgd_alpha is not None else self.eps
@@ -339,14 +308,16 @@ class EvolutionRegion(Attack):
         return torch.cat([survivors, child], 1), torch.cat([surv_fit, self.score(xb + child, labels, clean)], 1)
 
     def forwards_per_image(self) -> int:
-        """Forward passes per image of one search (without the clean reference): P + G·(new members)."""
+        """Cost per image of one search in forward units (without the clean reference): S·(P + G·new
+        members) no-grad forwards, plus 3 per step of the S − 1 extra PGD starts (forward + backward)."""
         p, s = self.size, math.ceil(self.size / 2)
         per_gen = (p - 1) if self.order == "mutate_first" else (p - s)
-        return p + (self.generations * per_gen if p > 1 else 0)
+        search = p + (self.generations * per_gen if p > 1 else 0)
+        return self.starts * search + (self.starts - 1) * 3 * self.pgd.steps
 
     def evolve(self, x: torch.Tensor, labels: torch.Tensor, start: torch.Tensor, gen: torch.Generator | None,
                direction: torch.Tensor | None = None, warm: torch.Tensor | None = None,
-               warm_valid: torch.Tensor | None = None) -> RegionPopulation:
+               warm_valid: torch.Tensor | None = None, clean: tuple | None = None) -> RegionPopulation:
         """Run the genetic search from the PGD points ``start`` (model already in eval mode).
 
         ``direction``: sign of the last PGD step's gradient (B, C, H, W), for ``gradient`` mutation;
@@ -356,15 +327,24 @@ class EvolutionRegion(Attack):
         if self.mutation == "gradient" and direction is None:
             raise ValueError("mutation 'gradient' needs the last PGD step's gradient sign (direction=...)")
         x, start = x.detach(), start.detach()
-        clean = self.encode(x)
+        clean = self.encode(x) if clean is None else clean
         delta = self.initial_population(x, start, gen, direction, warm, warm_valid)
         fit = self.score(x.unsqueeze(1) + delta, labels, clean)
         pgd_fitness, best = fit[:, 0].clone(), [fit.amax(1)]
         for _ in range(self.generations if self.size > 1 else 0):
             delta, fit = self.next_generation(x, delta, fit, labels, clean, gen, direction)
             best.append(fit.amax(1))
-        return RegionPopulation(x, x.unsqueeze(1) + delta, fit, rank_members(fit, self.region_size),
+        return RegionPopulation(x, x.unsqueeze(1) + delta, fit, rank_members(fit, self.island_region),
                                 pgd_fitness, torch.stack(best))
+
+    def search(self, x: torch.Tensor, labels: torch.Tensor, start: torch.Tensor, gen: torch.Generator | None,
+               direction: torch.Tensor | None = None, warm: torch.Tensor | None = None,
+               warm_valid: torch.Tensor | None = None) -> RegionPopulation:
+        """The whole search from FAP's δ_pgd: one population (S = 1) or S islands
+        (:func:`robustune.attacks.islands.island_search`); the model is already in eval mode."""
+        if self.starts == 1:
+            return self.evolve(x, labels, start, gen, direction, warm, warm_valid)
+        return island_search(self, x, labels, start, gen, direction, warm, warm_valid)
 
     def region_population(self, images: torch.Tensor, labels: torch.Tensor,
                           generator: torch.Generator | None = None, start: torch.Tensor | None = None,
@@ -378,8 +358,9 @@ class EvolutionRegion(Attack):
             start = self.pgd(x, labels, generator=gen)
             direction = self.pgd.last_direction
         with eval_mode(self.model) if getattr(self, "use_eval_mode", True) else contextlib.nullcontext():
-            return self.evolve(x, labels.detach(), start, gen, direction, warm, warm_valid)
+            return self.search(x, labels.detach(), start, gen, direction, warm, warm_valid)
 
     def perturb(self, x, y, generator):
         start = self.pgd.perturb(x, y, generator)
-        return self.evolve(x, y, self.project(start, x), generator, self.pgd.last_direction).best
+        return self.search(x, y, self.project(start, x), generator, self.pgd.last_direction).best
+

@@ -27,12 +27,12 @@ SCHEMES = ("fixed", "dwa", "ratio")
 
 @dataclass
 class WeightingParams:
-    """Options of :class:`LossWeighting` (defaults: FAP's λ, DWA's T = 2)."""
+    """Options of :class:`LossWeighting` (defaults: FAP's λ; T = 0.5, our choice)."""
 
     scheme: str = "fixed"
     lam: float = 1.5  # FAP's fixed λ and the base adversarial weight of every scheme
     window: int = 20  # steps per running window (dwa)
-    temperature: float = 2.0  # T of dwa
+    temperature: float = 0.5  # T of dwa (ours, measured: docs/erapt.md §3; DWA's paper uses 2)
     lam_min: float = 0.5  # ratio: λ ∈ [lam_min, lam_max]
     lam_max: float = 4.0
     ema: float = 0.9  # ratio: λ(t) = ema · λ(t−1) + (1 − ema) · clip(L_nat / L_adv)

@@ -4,9 +4,12 @@ One method with the paper's ablations as configurations (docs/erapt.md §5):
 
     L = w_nat · CE(z(x), y) + w_adv · (1/B) Σ_b reduce_{i ∈ region(b)} KL(p(x_b) ‖ p(x_b+δ_{b,i}))·(1 + cos_{b,i})
 
-- the region is the r fittest members of a population evolved from FAP's PGD point
-  (:class:`~robustune.attacks.evolution.EvolutionRegion`); ``evolution: off`` (or G = 0, or P = 1)
-  keeps the PGD point only;
+- the region (``search: region``, default) is the fittest member of each of S = ``starts`` = 2
+  islands, each a population evolved from its own PGD point (island 0: FAP's δ_pgd; the others
+  from fresh random starts), so r = S·``region`` members spread over the ε-ball;
+  ``search: point`` is the single-population search of issue 13 (S = 1, r = 1: the fittest point);
+  :class:`~robustune.attacks.evolution.EvolutionRegion`. ``evolution: off`` (or G = 0, or P = 1)
+  keeps FAP's PGD point only;
 - (w_nat, w_adv) come from :class:`~robustune.losses.weighting.LossWeighting` (``weighting:
   fixed | dwa | ratio``, collapse detection); ``fixed`` is FAP's (1, λ).
 
@@ -16,6 +19,7 @@ loss, see tests/test_erapt.py). Prompts, PGD and the per-sample FAP term are the
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,8 @@ from robustune.methods.prompt_tuning import FAP, FAPParams
 
 log = logging.getLogger(__name__)
 
+SEARCHES = ("region", "point")
+WEIGHTS_FILE = "weights.jsonl"
 WEIGHTING_PREFIX = "weighting."
 MEMORY_PREFIX = "warm."
 
@@ -47,6 +53,8 @@ class ERAPTParams(FAPParams):
     benchmarks/erapt_search.py and the cost defaults by benchmarks/erapt_cost.py (docs/erapt.md)."""
 
     evolution: bool | str = True  # on | off (YAML reads on/off as booleans; "on"/"off" also accepted)
+    search: str = "region"  # region (S = starts islands) | point (issue 13's default: S = 1, r = 1)
+    starts: int = 2  # S: PGD starts = islands per image (search: region); the region has S·region members
     population: int = 4
     generations: int = 1
     sigma: float = 0.5  # amplitude of ``init: noise`` variants, in units of ε
@@ -56,7 +64,7 @@ class ERAPTParams(FAPParams):
     mutation: str = "gradient"  # sign | gaussian | gradient (reuses the last PGD step's gradient sign)
     mut_sigma: float | None = 0.5  # gaussian/gradient mutation scale in units of ε (None: sigma)
     init: str = "mutation"  # noise | mutation: how the P − 1 initial variants are made from δ_pgd
-    region: int | str | None = 1  # r; None: P // 2; "all": r = P. With fitness fap, r = 1 is "all + max"
+    region: int | str | None = 1  # r per island; None: P // 2; "all": r = P (r = 1: the island's fittest member)
     region_reduce: str = "mean"  # mean | max
     fitness: str = "fap"  # kl | ce | fap (the training term) | neighbor
     fitness_dtype: str = "fp32"  # fp32 | bf16 (fitness forwards under bf16 autocast where supported)
@@ -67,7 +75,7 @@ class ERAPTParams(FAPParams):
     max_batch: int | None = None  # largest fitness forward (None: the whole population at once)
     weighting: str = "dwa"  # fixed | dwa | ratio
     dwa_window: int = 20
-    dwa_temperature: float = 2.0
+    dwa_temperature: float = 0.5  # ours, measured (docs/erapt.md §3): T = 2 hardly moves the weights
     ratio_min: float = 0.5
     ratio_max: float = 4.0
     ratio_ema: float = 0.9
@@ -106,13 +114,15 @@ class ERAPT(FAP):
             raise ConfigError(f"method.params.evolution must be on or off, got {params.evolution!r}")
         self.evolution_on = switch[params.evolution]
         self.weighting = LossWeighting(weighting_params(params), num_classes=self.model.num_classes)
+        if params.search not in SEARCHES:
+            raise ConfigError(f"method.params.search must be one of {', '.join(SEARCHES)}, got {params.search!r}")
         self.evolver = EvolutionRegion(
             self.model, eps=params.eps, population=params.population, generations=params.generations,
             sigma=params.sigma, p_mut=params.p_mut, crossover=params.crossover, mutation=params.mutation,
             region=params.region, fitness=params.fitness, encoder=self.model.logits_and_features,
             max_batch=params.max_batch, pgd_steps=params.steps, pgd_alpha=params.alpha,
             pgd_loss=params.attack_loss, order=params.order, mut_sigma=params.mut_sigma, init=params.init,
-            fitness_dtype=params.fitness_dtype)
+            fitness_dtype=params.fitness_dtype, starts=params.starts if params.search == "region" else 1)
         if params.region_reduce not in ("mean", "max"):
             raise ConfigError(f"method.params.region_reduce must be mean or max, got {params.region_reduce!r}")
         if params.evolve_every < 1:
@@ -199,6 +209,19 @@ class ERAPT(FAP):
             self.memory.store(ctx.indices, gather_members(res.delta, fittest))
         return res.region, res
 
+    def record_weights(self, step: int, w_nat: float, w_adv: float, natural: float, adversarial: float) -> None:
+        """Append this step's weights and losses to ``<run>/weights.jsonl`` (every step, main process;
+        after a resume the replayed steps appear again: read the last line per step)."""
+        from robustune import distributed as dist
+
+        run_dir = getattr(self, "_run_dir", None)
+        if run_dir is None or not dist.is_main_process():
+            return
+        row = {"step": step, "w_nat": w_nat, "w_adv": w_adv, "natural_ce": natural, "adv_term": adversarial,
+               "collapses": int(self.weighting.collapses)}
+        with open(Path(run_dir) / WEIGHTS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
     def diagnostics(self, res: RegionPopulation, ctx) -> dict[str, float]:
         """Theorem-1 figures of this step's final population (own generator: training draws unchanged)."""
         gen = torch.Generator(device=res.clean.device)
@@ -226,7 +249,9 @@ class ERAPT(FAP):
         terms = fap_sample_terms(expand_clean(logits[:n], r), logits[n:], expand_clean(feats[:n], r), feats[n:])
         adversarial = region_loss(terms.view(n, r), self.params.region_reduce)
         natural = F.cross_entropy(logits[:n], labels)
-        w_nat, w_adv = self.weighting.step(*self.global_losses(natural, adversarial)).tolist()
+        losses = self.global_losses(natural, adversarial)
+        w_nat, w_adv = self.weighting.step(*losses).tolist()
+        self.record_weights(int(ctx.step), w_nat, w_adv, *losses)
         loss = w_nat * natural + w_adv * adversarial  # fixed: (1, λ), bit-identical to FAP's sum
         logs = {"natural_ce": natural.detach(), "adv_term": adversarial.detach(), **self.weighting.logs()}
         every = self.params.diagnostics_every
