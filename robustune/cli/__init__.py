@@ -17,6 +17,7 @@ def _register_commands() -> None:
     from robustune.cli import robustness  # noqa: F401  (corrupt, analyze, report)
     from robustune.cli import fewshot  # noqa: F401  (fewshot)
     from robustune.cli import ablate  # noqa: F401  (ablate)
+    from robustune.cli import reproduce  # noqa: F401  (reproduce)
 
 
 def main(argv: list[str] | None = None) -> None:
