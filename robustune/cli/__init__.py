@@ -20,6 +20,7 @@ def _register_commands() -> None:
     from robustune.cli import data  # noqa: F401  (verify)
     from robustune.cli import compare  # noqa: F401  (compare, leaderboard)
     from robustune.cli import export  # noqa: F401  (export)
+    from robustune.cli import reproduce  # noqa: F401  (reproduce)
 
 
 def main(argv: list[str] | None = None) -> None:
