@@ -199,7 +199,7 @@ def clip_names(table_json: Path) -> dict[str, str]:
 
 def run_analyses(runs: dict[str, Path], corrupted: Path, out: Path) -> Path:
     """GFN Sec. 3.1 analyses of the starting model and the GFN model (mistakes ranked by ERM's similarity)."""
-    from robustune.analysis.run import analyze_runs
+    from robustune.analyze import analyze_runs
 
     chosen = [runs[n] for n in ("erm", "gfn") if n in runs]
     analyze_runs(chosen, corrupted, out, severity=3, shared_similarity=True)

@@ -31,7 +31,7 @@ LAYERS = {
     # the training loop
     "engine": 5,
     # workflows that train and evaluate many runs
-    "demo": 6, "ablation": 6, "fewshot": 6, "analysis.run": 6, "reproduce": 6,
+    "demo": 6, "ablation": 6, "fewshot": 6, "analyze": 6, "reproduce": 6,
     # the command line
     "cli": 7,
 }

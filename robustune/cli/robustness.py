@@ -92,7 +92,7 @@ def analyze(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """GFN Sec. 3.1: error-rank histograms, similarity heatmaps, pixel-intensity histograms."""
-    from robustune.analysis.run import analyze_runs
+    from robustune.analyze import analyze_runs
 
     setup_logging(verbose)
     written = analyze_runs(runs, corruption_root, out, corruptions=corruptions, severity=severity,
