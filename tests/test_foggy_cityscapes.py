@@ -39,7 +39,7 @@ def test_cityscapes_preset_one_step_then_foggy_suite_and_report(tmp_path):
     assert rows[-1]["step"] == 1 and rows[-1]["train_loss"] > 0  # 2 training images, batch 2
     assert json.loads((run / "run.json").read_text())["classes"] == CITYSCAPES_CLASSES
 
-    _cli("eval", run, "--suite", "foggy_cityscapes", "--option", f"foggy_cityscapes_root={root}")
+    _cli("eval", run, "--suite", "foggy_cityscapes", "--option", f"root={root}")  # the spelling
     cells = json.loads((run / "eval" / "results.json").read_text())["cells"]
     per = [cells[f"foggy_cityscapes/beta={b}"] for b in (0.005, 0.01, 0.02)]
     assert all(c["metric"] == "mAP" and c["n"] == 2 and 0 <= c["value"] <= 1 for c in per)
@@ -113,9 +113,14 @@ def test_suite_options_and_class_checks(tmp_path):
     with pytest.raises(ValueError, match="beta '0.5' is not one of"):
         selected_betas({"foggy_cityscapes_beta": "0.5"})
 
-    digits_run = SimpleNamespace(options={"root": "/x"}, results=SimpleNamespace(dataset={"name": "digits_det"}))
-    with pytest.raises(ValueError, match=r"needs --option foggy_cityscapes_root=DIR \(not root\)"):
-        foggy_root(digits_run)
+    def run_of(dataset, **options):
+        return SimpleNamespace(options=options, results=SimpleNamespace(dataset=dataset))
+
+    assert foggy_root(run_of({"name": "digits_det"}, root="/x")) == "/x"
+    assert foggy_root(run_of({"name": "digits_det"}, root="/x", foggy_cityscapes_root="/y")) == "/y"
+    assert foggy_root(run_of({"name": "cityscapes", "root": "/c"})) == "/c"
+    with pytest.raises(ValueError, match=r"needs --option root=DIR \(or foggy_cityscapes_root=DIR\)"):
+        foggy_root(run_of({"name": "digits_det"}))
 
     def ctx(classes, **options):
         return SimpleNamespace(classes=classes, options=options, model=None)

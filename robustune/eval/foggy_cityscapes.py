@@ -14,8 +14,8 @@ Cells (detection, COCO mAP by pycocotools as every detection suite):
 
 Options (``robustune eval RUN --suite foggy_cityscapes --option KEY=VALUE``):
 
-- ``foggy_cityscapes_root``: the folder with ``leftImg8bit_foggy/`` and ``gtFine/``; default the
-  run's ``data.root`` when the run was trained on ``cityscapes``;
+- ``root`` or ``foggy_cityscapes_root`` (the longer name wins): the folder with ``leftImg8bit_foggy/``
+  and ``gtFine/``; default the run's ``data.root`` when the run was trained on ``cityscapes``;
 - ``foggy_cityscapes_split`` (``val``); ``foggy_cityscapes_beta``: one level or a list (default all);
 - ``foggy_cityscapes_category_map``: a json (detector class name → Cityscapes class name) for a
   detector with other classes (e.g. a COCO one); without it the detector's class list must be
@@ -51,13 +51,13 @@ def selected_betas(options: dict[str, Any]) -> list[float]:
 
 
 def foggy_root(ctx: EvalContext) -> str:
-    root = ctx.options.get(f"{SUITE}_root")
+    """``--option foggy_cityscapes_root=DIR`` or ``--option root=DIR``; else a cityscapes run's data.root."""
+    root = ctx.options.get(f"{SUITE}_root") or ctx.options.get("root")
     if root:
         return str(root)
     if ctx.results.dataset.get("name") == "cityscapes" and ctx.results.dataset.get("root"):
         return str(ctx.results.dataset["root"])
-    hint = " (not root)" if "root" in ctx.options else ""
-    raise ValueError(f"the {SUITE} suite needs --option {SUITE}_root=DIR{hint}: the folder that holds "
+    raise ValueError(f"the {SUITE} suite needs --option root=DIR (or {SUITE}_root=DIR): the folder that holds "
                      "leftImg8bit_foggy/ and gtFine/ (the run's data.root is used when it was trained on cityscapes)")
 
 
@@ -124,5 +124,5 @@ def foggy_cityscapes_suite(ctx: EvalContext):
 
 foggy_cityscapes_suite.tasks = ("detection",)
 # what its numbers depend on (robustune.eval.store): its own images, not the evaluated split's subset
-foggy_cityscapes_suite.number_options = (f"{SUITE}_root", f"{SUITE}_split", f"{SUITE}_category_map")
+foggy_cityscapes_suite.number_options = ("root", f"{SUITE}_root", f"{SUITE}_split", f"{SUITE}_category_map")
 foggy_cityscapes_suite.uses_seed = foggy_cityscapes_suite.uses_subset = False
