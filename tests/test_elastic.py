@@ -2,6 +2,7 @@
 restarts both workers, which continue from the last step checkpoint (``--resume auto``), and it
 ends with the weights of an uninterrupted 2-process run, bit for bit."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,7 +47,7 @@ def test_killed_rank_restarts_and_ends_with_the_uninterrupted_weights(tmp_path):
     # one restart only: it must connect at once (robustune.distributed prefixes the store per restart;
     # without it a restarted rank could read its killed peer's old address, 2 failures in ~10 runs)
     proc = subprocess.Popen(torchrun_command(2, config, SETS, run, max_restarts=1), env=_env(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 600
         while not (run / "metrics.jsonl").exists() or len(read_metrics(run / "metrics.jsonl")) < 12:
@@ -56,8 +57,9 @@ def test_killed_rank_restarts_and_ends_with_the_uninterrupted_weights(tmp_path):
         assert victim is not None
         os.kill(victim, signal.SIGKILL)  # rank 1, in epoch 2 (step ≈ 11; step checkpoint at 9)
         _, err = proc.communicate(timeout=600)
-    finally:
-        proc.kill()
+    finally:  # the agent and its workers: a failed run leaves no worker behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err[-3000:]
     assert "resumed from epoch_0001_step_" in err  # the restart continued, it did not start over
     a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(run / "model.safetensors"))
