@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,13 +117,21 @@ def same_cells(a: Path, b: Path) -> bool:
 
 
 def compare(work: Path, label: str, run_dir: Path, n_images: int, eval_args: list[str]) -> dict:
+    """Both process counts on the same run; start-up = ``eval --suite clean --n-examples 2`` (same
+    process count): Python and torch imports, torchrun and gloo, model loading, the file index."""
     row = {"what": label, "images": n_images}
     for procs in (1, 2):
         out = work / f"{label}_{procs}"
+        for old in (out, work / f"{label}_{procs}_startup"):  # results.json resumes: time a fresh folder
+            shutil.rmtree(old, ignore_errors=True)
         extra = ["--nproc", "2"] if procs == 2 else []
         wall, cpu = run(cli("eval", str(run_dir), "--out", str(out), *eval_args, *extra), work / f"{label}_{procs}.log")
-        row[procs] = {"wall_s": wall, "images_per_s": n_images / wall, "cpu_s": cpu}
+        startup, _ = run(cli("eval", str(run_dir), "--out", str(work / f"{label}_{procs}_startup"), "--suite", "clean",
+                             "--n-examples", "2", *extra), work / f"{label}_{procs}_startup.log")
+        row[procs] = {"wall_s": wall, "images_per_s": n_images / wall, "cpu_s": cpu, "startup_s": startup,
+                      "eval_images_per_s": n_images / max(wall - startup, 1e-6)}
     row["ratio"] = row[2]["images_per_s"] / row[1]["images_per_s"]
+    row["eval_ratio"] = row[2]["eval_images_per_s"] / row[1]["eval_images_per_s"]
     row["identical"] = same_cells(work / f"{label}_1", work / f"{label}_2")
     return row
 
@@ -136,6 +145,9 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=10)
     ap.add_argument("--model", default="mobilenetv3_small_100", help="a timm model (random init)")
     ap.add_argument("--pgd-examples", type=int, default=180)
+    ap.add_argument("--workers", default="0",
+                    help="decode workers per process of the corruption run: 0 (one thread per process, the "
+                         "comparison of issue 21) or 'default' (the library's: the node's cores shared by its ranks)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the tree and runs (default: a temp dir)")
     args = ap.parse_args()
     if args.quick:
@@ -144,7 +156,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     croot, n_c = build_tree(work, args)
-    timm_run = make_run(work, "timm_run", [
+    workers = [] if args.workers == "default" else [f"data.num_workers={int(args.workers)}"]
+    timm_run = make_run(work, f"timm_run_w{args.workers}", [*workers,
         f"model.name={args.model}", "model.weights=null", "data.name=folder", f"data.root={work / 'clean'}",
         "data.train_split=train", "data.val_split=null", "data.test_split=test", "data.batch_size=4",
         "data.eval_batch_size=16", "train.epochs=1", "train.max_steps=1", "train.eval_every=0", "train.device=cpu"])
@@ -157,12 +170,15 @@ def main() -> None:
     print(f"# eval_scaling: {os.cpu_count()} CPUs, load average before {load_before[0]:.2f} / after "
           f"{load_after[0]:.2f} (1 min){'  [--quick: times mean nothing]' if args.quick else ''}")
     print(f"# corruptions: {args.model}, {args.classes} classes x {args.corruptions} corruptions x "
-          f"{args.severities} severities x {args.per_class} images, 224 px JPEG; pgd10: small_cnn on digits")
-    print("| suite | images | 1 proc: s | img/s | 2 procs: s | img/s | 2 / 1 | CPU s 1 / 2 | identical cells |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{args.severities} severities x {args.per_class} images, 224 px JPEG, decode workers per process: "
+          f"{args.workers}; pgd10: small_cnn on digits (in memory, no workers)")
+    print("| suite | images | 1 proc: s | img/s | 2 procs: s | img/s | 2 / 1 | start-up s 1 / 2 "
+          "| 2 / 1 without start-up | CPU s 1 / 2 | identical cells |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['what']} | {r['images']} | {r[1]['wall_s']:.1f} | {r[1]['images_per_s']:.1f} | "
               f"{r[2]['wall_s']:.1f} | {r[2]['images_per_s']:.1f} | {r['ratio']:.2f}x | "
+              f"{r[1]['startup_s']:.1f} / {r[2]['startup_s']:.1f} | {r['eval_ratio']:.2f}x | "
               f"{r[1]['cpu_s']:.1f} / {r[2]['cpu_s']:.1f} | {'yes' if r['identical'] else 'NO'} |")
     print(f"# work folder: {work}")
     if not all(r["identical"] for r in rows):

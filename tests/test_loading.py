@@ -71,6 +71,21 @@ def test_workers_default_to_cores_for_files_and_zero_in_memory(jpeg_tree):
     assert resolve_workers(TensorDataset(torch.zeros(4, 3)), LoaderOptions(num_workers=3)) == 3
 
 
+def test_ranks_on_one_node_share_its_cores_for_decode_workers(monkeypatch):
+    import robustune.data.loading as loading
+
+    monkeypatch.setattr(loading, "available_cores", lambda: 96)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loading.default_num_workers() == 12  # one process: capped
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert loading.default_num_workers() == 12  # 96 cores / 8 ranks
+    monkeypatch.setattr(loading, "available_cores", lambda: 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert loading.default_num_workers() == 1  # not 2 workers per rank on 2 cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert loading.default_num_workers() == 1  # never 0: 0 would mean decoding on the main thread
+
+
 def test_epoch_sampler_replays_the_per_epoch_loader_orders():
     ds = TensorDataset(torch.arange(97))
     sampler = EpochSampler(len(ds), lambda e: 11 * 10_007 + e)

@@ -12,8 +12,9 @@ Both give the same labels in the same per-image order; decoders may differ by a 
 some pixels (libjpeg vs nvJPEG). Non-JPEG files fall back to a CPU decode in the same batch.
 
 Defaults are ours (the papers say nothing about loading): ``num_workers`` = the cores this process
-may use, capped at :data:`MAX_WORKERS`, for datasets that decode files; 0 for datasets held in
-memory (digits, generated arrays), where worker processes only add start-up and copy costs.
+may use divided among the ranks torchrun started on this node (``LOCAL_WORLD_SIZE``), capped at
+:data:`MAX_WORKERS`, for datasets that decode files; 0 for datasets held in memory (digits,
+generated arrays), where worker processes only add start-up and copy costs.
 """
 
 from __future__ import annotations
@@ -38,8 +39,21 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def local_world_size() -> int:
+    """Processes torchrun started on this node (``LOCAL_WORLD_SIZE``; 1 outside torchrun)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 def default_num_workers() -> int:
-    return max(1, min(available_cores(), MAX_WORKERS))
+    """Decode workers per process: this node's cores shared by its ranks, at least 1, at most 12.
+
+    Eight ranks on a 96-core node get 12 workers each rather than 8 × 12 processes on 96 cores;
+    two ranks on 2 cores get one each rather than four workers fighting the two ranks.
+    """
+    return max(1, min(available_cores() // local_world_size(), MAX_WORKERS))
 
 
 @dataclass
