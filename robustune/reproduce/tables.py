@@ -172,7 +172,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
               cost=Cost(train_images=118000, epochs=12, eval_images=5000,
                         eval_passes=FORWARD * (1 + CORRUPTIONS * 5) + FORWARD * 2, throughput=DET_IPS, device=GPU),
               resources=Resources(gpus=1, cpus=8, mem_gb=64, hours=48),
-              note="Foggy-Cityscapes is not a data set of this project (column not planned)."),
+              note="Foggy-Cityscapes needs a detector trained on Cityscapes, not COCO: not in this grid; "
+                   "configs/det_gfn_vit_b16_cityscapes.yaml + `eval --suite foggy_cityscapes` (docs/detection.md)."),
               "digits": Scale(
               kind="grid", config="configs/det_gfn_digits.yaml",
               sets=("model.init_from={out}/gfn", "train.eval_every=0"), seeds=(0, 1, 2),
