@@ -53,28 +53,26 @@ def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractC
 
 
 @contextlib.contextmanager
-def fp32_gradients(precision: str) -> Iterator[None]:
+def _fp32_without_autocast(matmul_precision: str | None) -> Iterator[None]:
+    """Autocast off on every device; fp32 matmul precision set for the block (None: unchanged)."""
+    before = torch.get_float32_matmul_precision()
+    if matmul_precision is not None:
+        torch.set_float32_matmul_precision(matmul_precision)
+    try:
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def fp32_gradients(precision: str) -> contextlib.AbstractContextManager[None]:
     """Autocast off (an attack's gradient steps in fp32); TF32 matmuls allowed under a reduced policy."""
-    before = torch.get_float32_matmul_precision()
-    if precision != "fp32":
-        torch.set_float32_matmul_precision("high")
-    try:
-        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
-            yield
-    finally:
-        torch.set_float32_matmul_precision(before)
+    return _fp32_without_autocast(None if precision == "fp32" else "high")
 
 
-@contextlib.contextmanager
-def strict_fp32() -> Iterator[None]:
+def strict_fp32() -> contextlib.AbstractContextManager[None]:
     """Autocast off and full-precision fp32 matmuls (no TF32): the re-check that decides a point."""
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
-            yield
-    finally:
-        torch.set_float32_matmul_precision(before)
+    return _fp32_without_autocast("highest")
 
 
 def correct_rechecked(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> torch.Tensor:
