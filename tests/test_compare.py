@@ -151,6 +151,22 @@ def test_compare_refuses_to_pair_other_images_and_reads_old_per_sample(tmp_path)
     assert "compute not recorded" in cmp.compute_note
 
 
+def test_cells_without_outcomes_are_shown_untested_and_same_named_runs_told_apart(tmp_path):
+    """Detection cells (mAP, mPC) have no per-image outcome: side by side, "not tested", with the
+    way to a paired comparison; two runs of one preset are labelled by their folders."""
+    for name, value in (("method=det_finetune__seed=0", 0.456), ("method=gfn_det__seed=0", 0.458)):
+        _write(tmp_path / name, "det_gfn_digits", [Cell("clean", "clean", "mAP", value, n=100),
+                                                   Cell("corruptions/mPC", "corruptions", "mPC", value / 2)],
+               run=_compute(1, 1))
+    (cmp,) = compare_runs([tmp_path / "method=det_finetune__seed=0", tmp_path / "method=gfn_det__seed=0"])
+    assert (cmp.a, cmp.b) == ("method=det_finetune__seed=0", "method=gfn_det__seed=0")
+    by_key = {c.key: c for c in cmp.cells}
+    assert set(by_key) == {"clean", "corruptions/mPC"}
+    assert by_key["clean"].difference == pytest.approx(-0.002) and by_key["clean"].p_value is None
+    assert "no per-image outcome" in by_key["corruptions/mPC"].verdict
+    assert len(cmp.compute) == 2
+
+
 def test_compare_seed_folders(tmp_path):
     for name, accs in (("k=1", [0.9, 0.8, 0.85]), ("k=3", [0.8, 0.85, 0.7])):
         for seed, acc in enumerate(accs):

@@ -31,6 +31,18 @@ def test_gfn_det_resume_matches_uninterrupted(tmp_path, crash_at_step):
     assert "train_acc" not in logs[-1] and logs[-1]["train_loss"] > 0
 
 
+@pytest.mark.parametrize("method,passes", [("det_finetune", 1), ("det_adv", 2), ("gfn_det", 2)])
+def test_detection_steps_count_their_passes(tmp_path, method, passes):
+    """gfn_det's perturbation runs an opened-up R-CNN pass (not the detector's forward): counted on
+    the backbone like every other detection pass, so compare sees its real cost (was 0)."""
+    params = {"det_finetune": "method.params={}", "det_adv": "method.params={eta: 0.02}",
+              "gfn_det": "method.params.similarity_source=head_weights"}[method]
+    cfg = load_config("configs/det_gfn_digits.yaml", TINY + [f"method.name={method}", params, "train.epochs=1"])
+    train(cfg, tmp_path / "run")
+    compute = json.loads((tmp_path / "run" / "run.json").read_text())["compute"]
+    assert compute["forward_passes_per_step"] == passes and compute["backward_passes_per_step"] == passes
+
+
 def _cli(*args):
     try:
         main([str(a) for a in args])

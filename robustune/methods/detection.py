@@ -101,6 +101,11 @@ def rcnn_pass(detector: nn.Module, images: list[torch.Tensor], targets: list[dic
 class DetectionMethod(Method):
     """Base of detection methods: the eval model is the detector itself."""
 
+    def cost_module(self) -> nn.Module:
+        """The detector's backbone: every image pass of a step (the whole detector, or gfn_det's
+        opened-up R-CNN pass) runs the batched images through it once."""
+        return getattr(getattr(self.model, "detector", None), "backbone", None) or self.model
+
     def output(self, loss: torch.Tensor, images: list, logs: dict[str, torch.Tensor]) -> dict[str, Any]:
         return {"loss": loss, "n": len(images), "logs": {k: v.detach() for k, v in logs.items()}}
 

@@ -292,7 +292,7 @@ def compute_record(ev: Evaluated) -> dict[str, Any]:
     steps = record.get("steps")
     cost["method"] = record.get("method")
     cost["steps"] = steps
-    if steps:
+    if steps and cost["forward_passes_per_step"] > 0:  # 0: a run whose passes the counter did not see
         cost["total_passes"] = steps * (cost["forward_passes_per_step"] + cost["backward_passes_per_step"])
         cost["total_seconds"] = steps * cost["seconds_per_step"]
     return cost
@@ -308,9 +308,30 @@ def _compute_note(compute: dict[str, dict[str, Any]], tolerance: float = 0.1) ->
             if hi > (1 + tolerance) * lo else "")
 
 
+def untested_cells(a: Evaluated, b: Evaluated, covered: set[str]) -> list[CellComparison]:
+    """The headline cells both hold that no per-image test covers (detection mAP, AP50, mPC, rPC,
+    mFR, ...): shown side by side, said to be untested, with the way to a paired comparison."""
+    out = []
+    for key, ca in a.results.cells.items():
+        cb = b.results.cells.get(key)
+        if key in covered or cb is None or ca.metric != cb.metric or not _is_headline(key, ca.metric):
+            continue
+        if key.startswith("corruptions/") and key.count("/") >= 2:
+            continue  # one (corruption, severity) of a non-accuracy metric: the summaries speak for them
+        out.append(CellComparison(key, ca.metric, ca.value, cb.value, ca.n, "unpaired",
+                                  note=f"{ca.metric} has no per-image outcome: compare folders of "
+                                       "seeds (...__seed=N) for per-seed differences"))
+    return out
+
+
 def compare_pair(a: Evaluated, b: Evaluated, samples: int = 2000, seed: int = 0) -> Comparison:
     """Every paired test of A against B on the cells both hold (see the module doc)."""
+    if a.label == b.label:  # two runs of one preset (ablation cells): their folders tell them apart
+        a.label, b.label = ((e.run_dir or e.results_dir).name for e in (a, b))
+        if a.label == b.label:
+            a.label, b.label = f"A: {a.label}", f"B: {b.label}"
     cells = accuracy_cells(a, b) + corruption_summaries(a, b, samples, seed)
+    cells += untested_cells(a, b, {c.key for c in cells})
     _adjust(cells)
     compute = {ev.label: compute_record(ev) for ev in (a, b)}
     return Comparison(a.label, b.label, cells=cells, compute=compute, compute_note=_compute_note(compute))

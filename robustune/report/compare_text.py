@@ -44,8 +44,11 @@ def format_comparison(cmp: Comparison) -> str:
             lines.append(f"  {c.key:<{width}}  {_value(c.metric, c.a):>7}  {_value(c.metric, c.b):>7}  "
                          f"{_diff(c.metric, c.difference):>9}  {c.n or '':>6}  {c.test:<16}  {c.verdict}{extra}")
         families = sorted({c.family for c in cmp.cells if c.p_adjusted is not None})
-        lines.append("  p: exact McNemar (accuracy cells), paired bootstrap over images (summaries); "
-                     f"Holm-adjusted within each family ({', '.join(families)}); resolved = p < 0.05")
+        if families:
+            lines.append("  p: exact McNemar (accuracy cells), paired bootstrap over images (summaries); "
+                         f"Holm-adjusted within each family ({', '.join(families)}); resolved = p < 0.05")
+        else:
+            lines.append("  no cell could be tested image by image here (see each verdict)")
     for s in cmp.seeds:
         per = ", ".join(f"seed {k}: {100 * v:+.1f}" for k, v in sorted(s.differences.items()))
         lines.append(f"  {s.key}: A−B {100 * s.mean:+.2f} ± {100 * s.std:.2f} pt over {len(s.differences)} seeds — A higher in "
