@@ -91,7 +91,8 @@ def paired(groups: dict[str, dict[int, dict]], against: str) -> list[dict]:
         entry = {"row": label, "against": against, "seeds": common}
         for k in ("clean", "mean_corruption_acc", "mCE"):
             d = [seeds[s][k] - base[s][k] for s in common]
-            entry[k] = {"mean": statistics.fmean(d), "std": statistics.stdev(d) if len(d) > 1 else 0.0, "per_seed": d}
+            mean, std = seed_mean_std(d)
+            entry[k] = {"mean": mean, "std": std, "per_seed": d}
         out.append(entry)
     return out
 
