@@ -177,6 +177,7 @@ def test_compare_seed_folders(tmp_path):
     (seeds,) = cmp.seeds
     assert (seeds.a_better, seeds.b_better) == (2, 1)
     assert seeds.mean == pytest.approx((0.1 - 0.05 + 0.15) / 3)
+    assert seeds.std == pytest.approx(np.std([0.1, -0.05, 0.15], ddof=1))  # sample std, as the seed tables
     assert "A higher in 2, B higher in 1" in format_comparison(cmp)
 
 

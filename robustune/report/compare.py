@@ -29,6 +29,7 @@ import numpy as np
 from robustune.eval.results import EvalResults, load_per_sample
 from robustune.eval.stats import mcnemar_exact, paired_bootstrap
 from robustune.files import read_json
+from robustune.report.seeds import seed_mean_std
 
 ALPHA = 0.05
 SEED_DIR = re.compile(r"(?:^|__)seed[=_-]?(\d+)$")
@@ -104,8 +105,8 @@ class SeedComparison:
 
     @property
     def std(self) -> float:
-        """Population std of the paired differences: the seed-to-seed noise of this comparison."""
-        return float(np.std(list(self.differences.values())))
+        """Sample std (n − 1) of the paired differences over seeds, as every seed table of robustune."""
+        return seed_mean_std(list(self.differences.values()))[1]
 
 
 @dataclass
