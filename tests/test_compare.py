@@ -163,7 +163,10 @@ def test_cells_without_outcomes_are_shown_untested_and_same_named_runs_told_apar
     by_key = {c.key: c for c in cmp.cells}
     assert set(by_key) == {"clean", "corruptions/mPC"}
     assert by_key["clean"].difference == pytest.approx(-0.002) and by_key["clean"].p_value is None
-    assert "no per-image outcome" in by_key["corruptions/mPC"].verdict
+    assert "no image-by-image test for mPC" in by_key["corruptions/mPC"].verdict
+    # units from robustune.report.units: a CE-style metric is already in percent, a fraction is ×100
+    from robustune.report.compare_text import _value
+    assert (_value("unnormalized_mCE", 42.2), _value("mPC", 0.229)) == ("42.2", "22.9%")
     assert len(cmp.compute) == 2
 
 

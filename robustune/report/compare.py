@@ -320,7 +320,7 @@ def untested_cells(a: Evaluated, b: Evaluated, covered: set[str]) -> list[CellCo
         if key.startswith("corruptions/") and key.count("/") >= 2:
             continue  # one (corruption, severity) of a non-accuracy metric: the summaries speak for them
         out.append(CellComparison(key, ca.metric, ca.value, cb.value, ca.n, "unpaired",
-                                  note=f"{ca.metric} has no per-image outcome: compare folders of "
+                                  note=f"no image-by-image test for {ca.metric}; compare folders of "
                                        "seeds (...__seed=N) for per-seed differences"))
     return out
 

@@ -6,8 +6,7 @@ import dataclasses
 from typing import Any
 
 from robustune.report.compare import Comparison
-
-PERCENT_METRICS = ("mCE", "relative_mCE")
+from robustune.report.units import PERCENT_METRICS
 
 
 def _value(metric: str, v: float) -> str:
