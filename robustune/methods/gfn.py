@@ -134,6 +134,15 @@ class Nbr(GFN):
     default_loss = "ce"
 
 
+def perturbed_ce(method: Method, perturbed: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """CE on the perturbed images, plus CE on the clean ones with ``params.include_clean``."""
+    logits = method.model(perturbed)
+    loss = F.cross_entropy(logits, labels)
+    if method.params.include_clean:
+        loss = loss + F.cross_entropy(method.model(images), labels)
+    return {"loss": loss, "logits": logits, "logs": {}}
+
+
 @dataclass
 class UntargetedParams:
     eta: float = 0.01
@@ -154,11 +163,7 @@ class AdvUntargeted(Method):
         self.attack = PGD(model, eps=step, steps=1, alpha=step, random_start=False)
 
     def training_step(self, images, labels, ctx):
-        logits = self.model(self.attack(images, labels, generator=ctx.generator))
-        loss = F.cross_entropy(logits, labels)
-        if self.params.include_clean:
-            loss = loss + F.cross_entropy(self.model(images), labels)
-        return {"loss": loss, "logits": logits, "logs": {}}
+        return perturbed_ce(self, self.attack(images, labels, generator=ctx.generator), images, labels)
 
 
 @register_method("sign_noise")
@@ -178,11 +183,7 @@ class SignNoise(Method):
     def training_step(self, images, labels, ctx):
         bits = torch.randint(0, 2, images.shape, generator=ctx.generator, device=images.device)
         noisy = (images + self.step * (2 * bits.to(images.dtype) - 1)).clamp(0, 1)
-        logits = self.model(noisy)
-        loss = F.cross_entropy(logits, labels)
-        if self.params.include_clean:
-            loss = loss + F.cross_entropy(self.model(images), labels)
-        return {"loss": loss, "logits": logits, "logs": {}}
+        return perturbed_ce(self, noisy, images, labels)
 
 
 @dataclass
