@@ -104,7 +104,8 @@ class DetectionMethod(Method):
     def cost_module(self) -> nn.Module:
         """The detector's backbone: every image pass of a step (the whole detector, or gfn_det's
         opened-up R-CNN pass) runs the batched images through it once."""
-        return getattr(getattr(self.model, "detector", None), "backbone", None) or self.model
+        backbone = getattr(getattr(self.model, "detector", None), "backbone", None)
+        return backbone if backbone is not None else self.model
 
     def output(self, loss: torch.Tensor, images: list, logs: dict[str, torch.Tensor]) -> dict[str, Any]:
         return {"loss": loss, "n": len(images), "logs": {k: v.detach() for k, v in logs.items()}}
