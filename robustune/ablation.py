@@ -131,7 +131,7 @@ def summarise(rows: list[dict[str, Any]], axes: list[str], columns: list[str] | 
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(tuple(row["values"][a] for a in axes), []).append(row)
+        groups.setdefault(tuple(row["values"].get(a, "–") for a in axes), []).append(row)
     metrics: list[str] = []
     for row in rows:
         metrics += [m for m in row["metrics"] if m not in metrics]
