@@ -17,6 +17,7 @@ from robustune.reproduce.spec import Prep
 
 NAMES = ["gfn-table1", "gfn-table2", "gfn-table3", "gfn-table4", "gfn-table5",
          "erapt-base2new", "erapt-fewshot", "erapt-cross-dataset"]
+OURS = ["gfn-fig2", "gfn-eta", "gfn-controls", "gfn-screen"]  # the analyses and controls beside them
 
 
 def _cli(args: list[str], capsys) -> str:
@@ -29,15 +30,19 @@ def _cli(args: list[str], capsys) -> str:
 def test_list_shows_every_table_at_both_scales(capsys):
     out = _cli(["reproduce", "--list"], capsys)
     for name in NAMES:
-        assert out.count(f"\n{name} ") == 2, name
+        rows = [line.split() for line in out.splitlines() if line.startswith(f"{name} ")]
+        scales = {r[1] for r in rows}
+        assert "paper" in scales and scales & {"digits", "digits_pairs"}, name
+    for name in OURS:
+        assert f"\n{name} " in out, name
     assert "cost model of docs/reproducing.md" in out
 
 
 def test_digits_dry_run_prints_the_plan_and_runs_nothing(tmp_path: Path, capsys):
     out = _cli(["reproduce", "gfn-table3", "--scale", "digits", "--dry-run", "--out", str(tmp_path / "t3")], capsys)
     assert "prep  train    " in out and "prep  corrupt  digits" in out
-    assert "suites per cell: clean, corruptions" in out
-    assert out.count("  cell  todo") == 10  # the baseline once + 3 methods × 3 seeds
+    assert "suites per cell: clean, pgd, corruptions; eps 2/255, 8/255" in out
+    assert out.count("  cell  todo") == 16  # the baseline once + (3 methods + 2 loss readings) × 3 seeds
     assert "stage 0" in out and "method=none__seed=0" in out
     assert not (tmp_path / "t3").exists()
 
@@ -67,8 +72,9 @@ def _small_table3(out: Path):
     table = TABLES["gfn-table3"]
     scale = table.scales["digits"]
     prep = (dataclasses.replace(scale.prep[0], sets=("train.epochs=1",)),
-            Prep("corrupt", "digits-c", "digits", severities="1", corruptions="gaussian_noise,motion_blur"))
-    small = dataclasses.replace(scale, seeds=(0,), grid={"method": ("gfn",)}, prep=prep)
+            Prep("corrupt", "digits-c_s135", "digits", severities="1", corruptions="gaussian_noise,motion_blur"))
+    small = dataclasses.replace(scale, seeds=(0,), grid={"method": ("gfn",)}, prep=prep,
+                                suites=("clean", "corruptions"), eps=("8/255",))
     return make_plan(table, small, out, sets=["train.epochs=1"])
 
 
@@ -90,6 +96,27 @@ def test_digits_table_end_to_end_is_resumable_and_compared_with_the_paper(tmp_pa
     assert run_local(plan, jobs=1) == records
     assert (plan.cells[1].run_dir / "model.safetensors").stat().st_mtime_ns == stamp
     assert "finished" in describe(plan)
+
+
+def test_a_scale_is_a_union_of_grids_with_one_cell_per_name(tmp_path: Path):
+    plan = make_plan("gfn-controls", "digits_pairs", tmp_path / "c")
+    names = [c.name for c in plan.cells]
+    assert len(names) == len(set(names)) == 1 + 3 * 3 + 3 * 3 + 3  # baseline, table 3's rows, 3 controls, Nbr. α^rank
+    assert plan.axes == ["method", "target_sampling"]
+    assert "method=nbr__target_sampling=alpha_rank__seed=2" in names and "method=erm__seed=0" in names
+    fig2 = make_plan("gfn-fig2", "digits", tmp_path / "f")  # `digits` names the table's digits_pairs scale
+    assert fig2.scale_name == "digits_pairs" and [c.name for c in fig2.cells] == ["method=none__seed=0"]
+
+
+def test_tables_of_one_scale_share_their_preparation(tmp_path: Path, capsys):
+    outs = [_cli(["reproduce", t, "--scale", s, "--dry-run", "--out", str(tmp_path / t)], capsys)
+            for t, s in (("gfn-table3", "digits_pairs"), ("gfn-table4", "digits"), ("gfn-eta", "digits_pairs"))]
+    for out in outs:  # the same ERM model and corrupted set, so their rows pair seed by seed
+        assert "-> runs/reproduce/prep/digits_pairs/erm_digits_pairs" in out
+        assert "-> runs/reproduce/prep/digits_pairs/digits_pairs-c_s15" in out
+    det = _cli(["reproduce", "gfn-table2", "--scale", "digits-erm", "--dry-run", "--out", str(tmp_path / "d")], capsys)
+    assert "-> runs/reproduce/prep/digits/erm_digits_noval" in det and "gfn_digits_backbone" not in det
+    assert "post  det_severity" in det
 
 
 def test_sbatch_parameters_come_from_the_declaration_and_the_options(tmp_path: Path):
@@ -115,5 +142,7 @@ def test_slurm_launcher_through_submitit_local_executor(tmp_path: Path):
     assert sorted(r["method"] for r in records) == ["fap", "zeroshot"]
     assert all(set(r["evals"]) == {"base", "new"} for r in records)
     write_report(plan, records, "robustune reproduce erapt-base2new (test)")
-    assert "No number of this table is stated" in (plan.out / "reproduce.md").read_text()
-    assert (plan.out / "table.md").is_file()
+    text = (plan.out / "reproduce.md").read_text()
+    assert "No number of this table is stated" in text and (plan.out / "table.md").is_file()
+    # the post steps ran on what is there: no ER-APT cell (no pair), FAP logs no loss weights
+    assert "No pair has a finished seed in common yet." in text and "No run logged its loss weights." in text

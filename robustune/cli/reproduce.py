@@ -16,14 +16,15 @@ from robustune.config import ConfigError
 def _list() -> str:
     from robustune.reproduce import TABLES, make_plan
 
-    lines = [f"{'table':22s} {'scale':7s} {'cells':>6s} {'1 device':>10s} {'8 devices':>10s}  reference device / title"]
+    lines = [f"{'table':22s} {'scale':12s} {'cells':>6s} {'1 device':>10s} {'8 devices':>10s}  title"]
     for name, table in TABLES.items():
         for scale in table.scales:
             plan = make_plan(name, scale, Path("runs/reproduce") / name / scale)
-            lines.append(f"{name:22s} {scale:7s} {len(plan.cells):6d} {plan.hours(1):9.2f}h {plan.hours(8):9.2f}h"
-                         f"  {plan.scale.cost.device if scale == 'digits' else table.title}")
+            lines.append(f"{name:22s} {scale:12s} {len(plan.cells):6d} {plan.hours(1):9.2f}h {plan.hours(8):9.2f}h"
+                         f"  {table.title}")
     lines.append("Estimates from the cost model of docs/reproducing.md: forward+backward passes (ratios "
-                 "measured in docs/benchmarks.md) over an assumed device throughput; preparation not counted.")
+                 "measured in docs/benchmarks.md) over a device throughput — paper: one A100-class GPU "
+                 "(assumed); digits, digits_pairs: this 2-core machine (measured); preparation not counted.")
     return "\n".join(lines)
 
 
@@ -34,6 +35,8 @@ def reproduce(
     scale: str = typer.Option("digits", help="paper (the paper's data and backbone) or digits (built-in data)"),
     out: Optional[Path] = typer.Option(None, help="folder (default runs/reproduce/TABLE/SCALE)"),
     data_root: str = typer.Option("data", help="paper scale: folder holding imagenet/, imagenet-c/, coco/, ..."),
+    prep_root: Path = typer.Option(Path("runs/reproduce/prep"),
+                                   help="where the starting models and corrupted sets are made, shared by tables"),
     set_: list[str] = typer.Option([], "--set", help="override of every cell's config, e.g. train.epochs=1"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (cells, suites, cost), run nothing"),
     launcher: str = typer.Option("local", help="local (this machine) or slurm (submitit job array)"),
@@ -58,7 +61,11 @@ def reproduce(
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     setup_logging(verbose)
-    plan = make_plan(table, scale, out or Path("runs/reproduce") / table / scale, data_root, list(set_))
+    from robustune.reproduce.tables import get_table, prep_family, scale_name
+
+    scale = scale_name(get_table(table), scale)
+    plan = make_plan(table, scale, out or Path("runs/reproduce") / table / scale, data_root, list(set_),
+                     prep_root / prep_family(scale))
     slurm = SlurmOptions(partition=partition, account=account, hours=hours)
     if dry_run:
         typer.echo(describe(plan))

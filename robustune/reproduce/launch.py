@@ -32,9 +32,10 @@ class CellJob:
     data_root: str
     sets: tuple[str, ...]
     index: int | None  # None: the preparation steps and the stage 0 cells
+    prep_root: str | None = None
 
     def plan(self) -> Plan:
-        return make_plan(self.table, self.scale, self.out, self.data_root, list(self.sets))
+        return make_plan(self.table, self.scale, self.out, self.data_root, list(self.sets), self.prep_root)
 
     def __call__(self) -> Any:
         plan = self.plan()
@@ -44,20 +45,37 @@ class CellJob:
         return run_cell(plan, plan.cells[self.index])
 
 
+PREP_WAIT_S = 6 * 3600  # a preparation step another process is running: wait for it this long
+
+
 def prepare(plan: Plan) -> None:
-    """Train the starting models and generate the corrupted sets the cells need (skipped if done)."""
+    """Train the starting models and generate the corrupted sets the cells need (skipped if done).
+
+    Each step holds a lock beside its folder, so two tables sharing ``--prep-root`` started at once
+    wait for each other's step instead of writing one folder twice.
+    """
     from robustune.config import load_config
     from robustune.corruptions.datasets import ensure_corrupted_dataset
     from robustune.engine import train
+    from robustune.eval.store import waiting_lock
 
     for p in plan.prep:
-        folder = plan.out / p.folder
-        if p.kind == "train" and not (folder / "model.safetensors").is_file():
-            log.info("prep: training %s into %s", p.source, folder)
-            train(load_config(config_path(p.source), list(p.sets)), folder, resume=True)
-        elif p.kind == "corrupt":
-            log.info("prep: corrupted %s in %s", p.source, folder)
-            ensure_corrupted_dataset(p.source, folder, p.corruptions, p.severities)
+        folder = plan.prep_dir / p.folder
+        with waiting_lock(plan.prep_dir / f".{p.folder}.lock", "preparation step", PREP_WAIT_S):
+            if p.kind == "train" and not (folder / "model.safetensors").is_file():
+                log.info("prep: training %s into %s", p.source, folder)
+                train(load_config(config_path(p.source), list(p.sets)), folder, resume=True)
+            elif p.kind == "corrupt":
+                log.info("prep: corrupted %s in %s", p.source, folder)
+                ensure_corrupted_dataset(p.source, folder, p.corruptions, p.severities, workers=max(1, plan_workers()),
+                                         **dict(p.options))
+
+
+def plan_workers() -> int:
+    """Corruption workers of a preparation step: the cores this process may use."""
+    from robustune.data.loading import available_cores
+
+    return available_cores()
 
 
 def run_cell(plan: Plan, cell: PlanCell) -> dict[str, Any]:
@@ -98,7 +116,8 @@ def run_local(plan: Plan, jobs: int = 1) -> list[dict[str, Any]]:
     import multiprocessing as mp
 
     job = lambda i: CellJob(plan.table, plan.scale if plan.scale_name == "custom" else plan.scale_name,  # noqa: E731
-                            str(plan.out), plan.data_root, plan.extra, i)
+                            str(plan.out), plan.data_root, plan.extra, i,
+                            None if plan.prep_root is None else str(plan.prep_root))
     records = job(None)()
     rest = [i for i, c in enumerate(plan.cells) if c.stage == 1]
     if jobs <= 1:
@@ -180,7 +199,9 @@ def run_slurm(plan: Plan, opts: SlurmOptions) -> list[dict[str, Any]]:
     executor = submitit.AutoExecutor(folder=plan.out / "slurm" / "%j", cluster=opts.cluster)
     executor.update_parameters(**slurm_parameters(plan, opts))
     scale = plan.scale if plan.scale_name == "custom" else plan.scale_name
-    job = lambda i: _Requeued(CellJob(plan.table, scale, str(plan.out), plan.data_root, plan.extra, i))  # noqa: E731
+    prep_root = None if plan.prep_root is None else str(plan.prep_root)
+    job = lambda i: _Requeued(CellJob(plan.table, scale, str(plan.out), plan.data_root, plan.extra, i,  # noqa: E731
+                                      prep_root))
     first = executor.submit(job(None))
     log.info("slurm: preparation and stage 0 as job %s", first.job_id)
     records = first.result()

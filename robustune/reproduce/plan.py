@@ -17,7 +17,7 @@ from typing import Any
 
 from robustune.config import EvalConfig, RunConfig, load_config, parse_number
 from robustune.reproduce.spec import TRAIN_PASSES, Prep, Scale, Table
-from robustune.reproduce.tables import get_scale, get_table
+from robustune.reproduce.tables import get_scale, get_table, scale_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,6 +47,12 @@ class Plan:
     cells: list[PlanCell]
     options: dict[str, Any]
     extra: tuple[str, ...] = ()  # the user's --set items (after the declared ones)
+    prep_root: Path | None = None  # where the preparation steps write (default: OUT/prep)
+    axes: list[str] = field(default_factory=list)  # grid tables: every axis of every grid, in order
+
+    @property
+    def prep_dir(self) -> Path:
+        return self.prep_root if self.prep_root is not None else self.out / "prep"
 
     def hours(self, devices: int = 1) -> float:
         """Estimated wall hours on ``devices`` devices: longest-first greedy schedule of the cells
@@ -73,23 +79,32 @@ def config_path(path: str) -> Path:
     return p if p.exists() or p.is_absolute() else REPO / p
 
 
-def fill(value: Any, out: Path, data_root: str) -> Any:
-    """``{out}`` and ``{data_root}`` placeholders of a declared string (other values unchanged)."""
-    return value.format(out=out, data_root=data_root) if isinstance(value, str) else value
+def fill(value: Any, out: Path, data_root: str, prep: Path | None = None) -> Any:
+    """``{out}``, ``{prep}`` and ``{data_root}`` placeholders of a declared string (others unchanged)."""
+    if not isinstance(value, str):
+        return value
+    return value.format(out=out, data_root=data_root, prep=prep if prep is not None else out / "prep")
 
 
 def make_plan(table: str | Table, scale: str | Scale, out: str | Path, data_root: str = "data",
-              sets: list[str] | None = None) -> Plan:
-    """The plan of ``table`` at ``scale`` (a name, or a :class:`Scale` — e.g. a shrunk one in a test)."""
+              sets: list[str] | None = None, prep_root: str | Path | None = None) -> Plan:
+    """The plan of ``table`` at ``scale`` (a name, or a :class:`Scale` — e.g. a shrunk one in a test).
+
+    ``prep_root``: where the preparation steps write (the starting models, the corrupted sets);
+    default ``OUT/prep``. Tables of one scale given the same folder start from the same models.
+    """
     t = get_table(table) if isinstance(table, str) else table
     s = get_scale(t, scale) if isinstance(scale, str) else scale
-    name = scale if isinstance(scale, str) else "custom"
+    name = scale_name(t, scale) if isinstance(scale, str) else "custom"
     out = Path(out)
-    fixed = tuple(fill(x, out, data_root) for x in s.sets) + tuple(sets or ())
+    prep_dir = Path(prep_root) if prep_root is not None else out / "prep"
+    f = lambda x: fill(x, out, data_root, prep_dir)  # noqa: E731
+    fixed = tuple(f(x) for x in s.sets) + tuple(sets or ())
     prep = [dataclasses.replace(p, source=str(config_path(p.source)) if p.kind == "train" else p.source,
-                                sets=tuple(fill(x, out, data_root) for x in p.sets)) for p in s.prep]
-    options = {k: fill(v, out, data_root) for k, v in s.options.items()}
-    plan = Plan(t, name, s, out, data_root, fixed, prep, [], options, tuple(sets or ()))
+                                sets=tuple(f(x) for x in p.sets)) for p in s.prep]
+    options = {k: f(v) for k, v in s.options.items()}
+    plan = Plan(t, name, s, out, data_root, fixed, prep, [], options, tuple(sets or ()),
+                Path(prep_root) if prep_root is not None else None)
     plan.cells = _fewshot_cells(plan) if s.kind == "fewshot" else _grid_cells(plan)
     return plan
 
@@ -104,19 +119,25 @@ def _grid_cells(plan: Plan) -> list[PlanCell]:
     from robustune.ablation import GridPoint
 
     s = plan.scale
-    axes = list(s.grid)
-    cells = []
-    if s.baseline:
-        point = GridPoint({a: ("none" if a == "method" else "-") for a in (axes or ["method"])}, s.seeds[0])
+    grids = ([s.grid] if s.grid else []) + [g for g in s.grids if g]
+    plan.axes = list(dict.fromkeys(a for g in grids for a in g)) or ["method"]
+    cells, names = [], set()
+    if s.baseline:  # the starting model unchanged: evaluated once, it normalises every CE
+        point = GridPoint({"method": "none"}, s.seeds[0])
         cells.append(PlanCell(point.name, plan.out / "cells" / point.name, 0, _cell_hours(s, "none"),
                               point.values, point.seed))
         plan.options["reference_results"] = str(cells[0].run_dir / "eval" / "results.json")
-    for combo in itertools.product(*[s.grid[a] for a in axes]):
-        for seed in s.seeds:
-            point = GridPoint(dict(zip(axes, combo)), seed)
-            method = point.values.get("method", "").split(":")[0] or _method_of(plan)
-            cells.append(PlanCell(point.name, plan.out / "cells" / point.name, 1,
-                                  _cell_hours(s, method), point.values, seed))
+    for grid in grids:
+        axes = list(grid)
+        for combo in itertools.product(*[grid[a] for a in axes]):
+            for seed in s.seeds:
+                point = GridPoint(dict(zip(axes, combo)), seed)
+                if point.name in names:
+                    continue
+                names.add(point.name)
+                method = point.values.get("method", "").split(":")[0] or _method_of(plan)
+                cells.append(PlanCell(point.name, plan.out / "cells" / point.name, 1,
+                                      _cell_hours(s, method), point.values, seed))
     return cells
 
 
@@ -156,7 +177,7 @@ def describe(plan: Plan) -> str:
     lines = [f"{plan.table.name} ({plan.scale_name} scale): {plan.table.title}",
              f"  output: {plan.out}   base preset: {s.config}   overrides: {', '.join(plan.sets) or '-'}"]
     for p in plan.prep:
-        lines.append(f"  prep  {p.kind:8s} {p.source} -> {plan.out / p.folder}")
+        lines.append(f"  prep  {p.kind:8s} {p.source} -> {plan.prep_dir / p.folder}")
     if s.kind == "grid":
         lines.append(f"  suites per cell: {', '.join(s.suites)}; eps {', '.join(s.eps)}; "
                      f"options {plan.options or '-'}")
@@ -166,6 +187,8 @@ def describe(plan: Plan) -> str:
                      f"options {pc.suite_options or '-'}")
     for c in plan.cells:
         lines.append(f"  cell  {cell_status(c):9s} stage {c.stage}  {c.hours:8.3f} h  {c.name}")
+    for p in s.post:
+        lines.append(f"  post  {p.kind:14s} {post_text(p)}")
     dev = s.cost.device
     lines.append(f"  {len(plan.cells)} cells; estimated {plan.hours(1):.2f} h on {dev}, "
                  f"{plan.hours(8):.2f} h on 8 of them (cost model of docs/reproducing.md; prep not counted)")
@@ -188,3 +211,23 @@ def cell_status(cell: PlanCell) -> str:
 
 
 CELL_FILE = "reproduce_cell.json"
+
+
+def post_text(p) -> str:
+    """One line on what a :class:`robustune.reproduce.spec.Post` step writes."""
+    if p.kind == "severity":
+        paired = f", each row minus {', '.join(p.paired)} per seed" if p.paired else ""
+        return f"per-severity tables at severity {', '.join(map(str, p.severities))}{paired} -> OUT/severity_<s>.md"
+    if p.kind == "det_severity":
+        return "detection mAP per severity and corruption family -> OUT/severity.md"
+    if p.kind == "error_ranks":
+        return f"GFN Fig. 2 on prep/{p.model} at severity {', '.join(map(str, p.severities))} -> OUT/fig2_s<s>/"
+    if p.kind == "digit_share":
+        return f"mistakes keeping a digit, baseline cell, severity {', '.join(map(str, p.severities))} -> OUT/fig2_s<s>/"
+    if p.kind == "autoattack":
+        return f"AutoAttack at {p.eps} on {p.n} images per side, seeds {list(p.seeds)} -> OUT/autoattack.md"
+    if p.kind == "fewshot_paired":
+        return f"per-seed paired HM differences of {len(p.pairs)} pairs -> OUT/paired.md"
+    if p.kind == "weights":
+        return "range of the logged loss weights -> OUT/weights.md"
+    return p.kind

@@ -3,9 +3,12 @@
 A :class:`Table` names the paper's table, the numbers its text states (:class:`Reported`) and one
 :class:`Scale` per size: ``paper`` (the paper's data and backbone, a GPU cluster) and ``digits``
 (the built-in data sets and tiny models, this machine). A scale is either a grid of runs
-(``kind="grid"``, run by :mod:`robustune.ablation`) or a few-shot protocol (``kind="fewshot"``, run
-by :mod:`robustune.fewshot`). Strings may hold ``{out}`` (the table's output folder) and
-``{data_root}`` (``--data-root``), filled in when the table is planned.
+(``kind="grid"``, run by :mod:`robustune.ablation`; a union of cartesian grids) or a few-shot
+protocol (``kind="fewshot"``, run by :mod:`robustune.fewshot`), with :class:`Post` steps after the
+cells (per-severity tables, GFN's Fig. 2, AutoAttack on a subset, ...). Strings may hold ``{out}``
+(the table's output folder), ``{prep}`` (the preparation folder, ``--prep-root``: shared by the
+tables of one scale, so they start from the same model and corrupted set) and ``{data_root}``
+(``--data-root``), filled in when the table is planned.
 
 The cost model (ours; docs/reproducing.md) counts forward+backward-equivalent image passes, using
 the ratios measured by ``benchmarks/`` (docs/benchmarks.md), and divides by an assumed throughput of
@@ -57,6 +60,29 @@ class Prep:
     sets: tuple[str, ...] = ()
     severities: str = "1-5"
     corruptions: str = "common"
+    options: tuple[tuple[str, Any], ...] = ()  # corrupt: data set options, e.g. (("n_images", 100),)
+
+
+@dataclass(frozen=True)
+class Post:
+    """A step after the cells (ours; :mod:`robustune.reproduce.post`), skipped where its input is absent.
+
+    ``severity``: per-severity tables of the grid (:mod:`robustune.report.severity`), each row minus
+    the ``paired`` rows per seed; ``det_severity``: detection mAP per severity and corruption family;
+    ``error_ranks``: GFN Fig. 2 on the prep model ``model`` at each severity; ``digit_share``: the
+    similarity-free check of Fig. 2 on the baseline cell (digits_pairs); ``autoattack``: AutoAttack
+    at ``eps`` on ``n`` images per side for the few-shot cells of ``seeds``; ``fewshot_paired``:
+    per-seed paired HM differences of ``pairs`` (few-shot labels); ``weights``: ER-APT's loss weights.
+    """
+
+    kind: str
+    severities: tuple[int, ...] = ()
+    paired: tuple[str, ...] = ()
+    model: str = ""
+    n: int = 50
+    eps: str = "1/255"
+    seeds: tuple[int, ...] = (1,)
+    pairs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,7 @@ class Scale:
     sets: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     grid: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    grids: tuple[dict[str, tuple[str, ...]], ...] = ()  # further cartesian grids (union; cells deduplicated)
     baseline: bool = False  # a ``method=none`` row (the starting model), evaluated once, first
     suites: tuple[str, ...] = ("clean",)
     eps: tuple[str, ...] = ("8/255",)
@@ -100,6 +127,8 @@ class Scale:
     columns: tuple[str, ...] = ()
     protocol: dict[str, Any] = field(default_factory=dict)  # fewshot: ProtocolConfig fields
     prep: tuple[Prep, ...] = ()
+    post: tuple[Post, ...] = ()
+    metric_map: dict[str, str] = field(default_factory=dict)  # a reported number's metric → ours here
     resources: Resources = Resources()
     note: str = ""
 
