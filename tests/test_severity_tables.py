@@ -67,3 +67,26 @@ def test_detection_table_per_severity_and_family(tmp_path):
     assert runs[0]["sev1"] == pytest.approx((0.1 * n_noise + 0.5 * (15 - n_noise)) / 15)
     assert "| method=gfn_det | 60.0 ± 0.0 | 42.0 ± 0.0 | 46.0 ± 0.0 | 20.0 ± 0.0 | 50.0 ± 0.0 |" in md
     assert md.rstrip().endswith("| 2 |")
+
+
+def test_digit_share_counts_corruption_induced_mistakes_that_keep_a_digit(tmp_path):
+    """digits_pairs: class "ab" = 10·a + b. Six test images, right when clean except the last; of the
+    corrupted predictions, 3 are corruption-induced mistakes: one keeps the left digit, one the right,
+    one neither (a mistake on an image wrong when clean does not count)."""
+    import torch
+
+    from robustune.eval.results import Cell, EvalResults, save_per_sample
+    from robustune.report.digit_share import digit_share
+
+    label = torch.tensor([37, 37, 12, 12, 55, 90])
+    clean_pred = torch.tensor([37, 37, 12, 12, 55, 91])
+    fog_pred = torch.tensor([31, 97, 12, 44, 55, 11])  # 31 keeps "3", 97 keeps "7", 44 keeps none; 90 → 11 not induced
+    results = EvalResults(model={}, dataset={}, seed=0, environment={})
+    for key, pred in (("clean", clean_pred), ("corruptions/fog/1", fog_pred)):
+        results.add(Cell(key, key.split("/")[0], "top1_accuracy", float((pred == label).float().mean()), n=6))
+        save_per_sample(tmp_path, key, label=label, pred=pred, correct=(pred == label))
+    results.save(tmp_path / "results.json")
+    share = digit_share(tmp_path, 1)
+    assert share["pooled"] == {"n_mistakes": 3, "share_keeps_a_digit": pytest.approx(2 / 3),
+                               "share_keeps_left": pytest.approx(1 / 3), "share_keeps_right": pytest.approx(1 / 3)}
+    assert share["uniform_share"] == pytest.approx(18 / 99) and set(share["per_corruption"]) == {"fog"}
