@@ -119,6 +119,23 @@ def test_tables_of_one_scale_share_their_preparation(tmp_path: Path, capsys):
     assert "post  det_severity" in det
 
 
+def test_a_preparation_model_of_another_recipe_is_refused(tmp_path: Path):
+    import yaml
+
+    from robustune.config import ConfigError, load_config, to_dict
+    from robustune.reproduce.launch import prepare
+
+    plan = _small_table3(tmp_path / "t3")  # its ERM prep trains with train.epochs=1
+    folder = plan.prep_dir / plan.prep[0].folder
+    folder.mkdir(parents=True)
+    other = load_config(plan.prep[0].source, ["train.epochs=7"])
+    (folder / "config.yaml").write_text(yaml.safe_dump(to_dict(other)))
+    (folder / "model.safetensors").write_bytes(b"kept")
+    with pytest.raises(ConfigError, match=r"another recipe \(train.epochs: 7 → 1\)"):
+        prepare(plan)
+    assert (folder / "model.safetensors").read_bytes() == b"kept"
+
+
 def test_sbatch_parameters_come_from_the_declaration_and_the_options(tmp_path: Path):
     plan = make_plan("gfn-table1", "paper", tmp_path / "t1", "/datasets")
     text = sbatch_text(plan, SlurmOptions(partition="gpu-long", account="lab42", hours=3.5))

@@ -62,13 +62,33 @@ def prepare(plan: Plan) -> None:
     for p in plan.prep:
         folder = plan.prep_dir / p.folder
         with waiting_lock(plan.prep_dir / f".{p.folder}.lock", "preparation step", PREP_WAIT_S):
-            if p.kind == "train" and not (folder / "model.safetensors").is_file():
+            if p.kind == "train":
+                cfg = load_config(config_path(p.source), list(p.sets))
+                if (folder / "model.safetensors").is_file():
+                    check_same_recipe(folder, cfg)
+                    continue
                 log.info("prep: training %s into %s", p.source, folder)
-                train(load_config(config_path(p.source), list(p.sets)), folder, resume=True)
+                train(cfg, folder, resume=True)
             elif p.kind == "corrupt":
                 log.info("prep: corrupted %s in %s", p.source, folder)
                 ensure_corrupted_dataset(p.source, folder, p.corruptions, p.severities, workers=max(1, plan_workers()),
                                          **dict(p.options))
+
+
+def check_same_recipe(folder: Path, cfg) -> None:
+    """A finished preparation model is reused only if it was trained with the declared recipe.
+
+    Raises:
+        ConfigError: it was not (the settings that differ are named; nothing is changed).
+    """
+    from robustune.config import ConfigError, load_config
+    from robustune.engine.resume import config_differences
+
+    diff = config_differences(load_config(folder / "config.yaml"), cfg)
+    if diff:
+        shown = "; ".join(diff[:3]) + (f"; … {len(diff) - 3} more" if len(diff) > 3 else "")
+        raise ConfigError(f"{folder} was trained with another recipe ({shown}); move it away or pass another "
+                          "--prep-root (nothing was changed)")
 
 
 def plan_workers() -> int:
