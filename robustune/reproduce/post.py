@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from robustune.config import parse_number
 from robustune.files import read_json, write_json, write_text_atomic
@@ -67,21 +66,20 @@ def _corruption_root(plan: Plan) -> Path:
 def _error_ranks(plan: Plan, p: Post) -> str:
     from robustune.analyze import analyze_runs
 
-    out = []
+    rows = []
     for s in p.severities:
         folder = plan.out / f"fig2_s{s}"
         if not (folder / "error_rank_summary.json").is_file():
             analyze_runs([plan.prep_dir / p.model], _corruption_root(plan), folder, severity=s)
-        summary = read_json(folder / "error_rank_summary.json")
-        out.append(f"- severity {s}: `{folder / 'error_ranks.png'}`; summary {_short(summary)}\n")
-    return "### GFN Fig. 2: ranks of corruption-induced mistakes (starting model)\n\n" + "".join(out) + "\n"
-
-
-def _short(summary: Any) -> str:
-    import json
-
-    text = json.dumps(summary.get("pooled", summary) if isinstance(summary, dict) else summary)
-    return text if len(text) <= 300 else text[:297] + "..."
+        for label, r in read_json(folder / "error_rank_summary.json").items():
+            top, uni = r["top_k"], r["uniform_top_k"]
+            rows.append(f"| {s} | {label} | {r['n_mistakes']} | " + " | ".join(
+                f"{100 * top[k]:.1f} ({100 * uni[k]:.1f})" for k in ("1", "5", "20"))
+                + f" | {r['mean_rank']:.1f} ({r['uniform_mean_rank']:.1f}) | `{folder / 'error_ranks.png'}` |")
+    return ("### GFN Fig. 2: ranks of corruption-induced mistakes (the starting model's own class similarity; "
+            "uniform over the wrong classes in brackets; %)\n\n"
+            "| severity | model | mistakes | rank 1 | ranks 1–5 | ranks 1–20 | mean rank | histogram |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n")
 
 
 def _digit_share(plan: Plan, p: Post) -> str:
