@@ -56,6 +56,7 @@ def prepare(plan: Plan) -> None:
     """
     from robustune.config import load_config
     from robustune.corruptions.datasets import ensure_corrupted_dataset
+    from robustune.data.loading import available_cores
     from robustune.engine import train
     from robustune.eval.store import waiting_lock
 
@@ -71,7 +72,7 @@ def prepare(plan: Plan) -> None:
                 train(cfg, folder, resume=True)
             elif p.kind == "corrupt":
                 log.info("prep: corrupted %s in %s", p.source, folder)
-                ensure_corrupted_dataset(p.source, folder, p.corruptions, p.severities, workers=max(1, plan_workers()),
+                ensure_corrupted_dataset(p.source, folder, p.corruptions, p.severities, workers=available_cores(),
                                          **dict(p.options))
 
 
@@ -89,13 +90,6 @@ def check_same_recipe(folder: Path, cfg) -> None:
         shown = "; ".join(diff[:3]) + (f"; … {len(diff) - 3} more" if len(diff) > 3 else "")
         raise ConfigError(f"{folder} was trained with another recipe ({shown}); move it away or pass another "
                           "--prep-root (nothing was changed)")
-
-
-def plan_workers() -> int:
-    """Corruption workers of a preparation step: the cores this process may use."""
-    from robustune.data.loading import available_cores
-
-    return available_cores()
 
 
 def run_cell(plan: Plan, cell: PlanCell) -> dict[str, Any]:

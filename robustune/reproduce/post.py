@@ -27,7 +27,7 @@ def run_post(plan: Plan) -> str:
 
 
 def _severity(plan: Plan, p: Post) -> str:
-    from robustune.report.severity import read_rows, severity_tables
+    from robustune.report.severity import label_of, read_rows, severity_tables
 
     base = next((c for c in plan.cells if c.stage == 0), None)
     ref_file = None if base is None else base.run_dir / "eval" / "results.json"
@@ -37,8 +37,8 @@ def _severity(plan: Plan, p: Post) -> str:
     rows = read_rows(plan.out / "cells")
     out = []
     for s in p.severities:
-        md, record = severity_tables(rows, reference, s, [x for x in p.paired if any(
-            ", ".join(f"{k}={v}" for k, v in r["values"].items()) == x for r in rows)])
+        labels = {label_of(r["values"]) for r in rows}
+        md, record = severity_tables(rows, reference, s, [x for x in p.paired if x in labels])
         write_json(plan.out / f"severity_{s}.json", {**record, "reference": str(ref_file)})
         write_text_atomic(plan.out / f"severity_{s}.md", md)
         out.append(f"### Severity {s} (mCE normalised by the baseline cell; values in %, mean ± std over "
