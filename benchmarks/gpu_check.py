@@ -4,8 +4,17 @@ Run on a CUDA machine (``scripts/gpu_check.sh`` prepares one without network and
 
     python benchmarks/gpu_check.py --json $OUT/gpu_check.json
 
-Without CUDA it prints one line and exits 0. ``--smoke`` runs every section on the CPU with tiny
-models and a few images (it checks the script, its numbers mean nothing).
+Without CUDA it prints one line and exits 0. Two CPU modes check the script; their numbers mean
+nothing:
+- ``--smoke`` runs every section with tiny models and a few images;
+- ``--rehearse`` runs the real architectures, presets and precisions at batch 2 on a few images,
+  to catch a missing module, a download attempt, or a shape only the real sizes reach, before the
+  one-shot GPU run.
+
+Each measurement is guarded: a failure is recorded under its name (error and last frames), the
+others still run, ``failed`` lists the failures and the exit status is 1. The JSON is rewritten
+after every measurement, so a run cut off by a time limit keeps what it measured.
+``--sections`` picks a subset, for re-running what failed.
 
 Sections (each figure is measured here, in this run; the output format is in docs/benchmarks.md):
 
@@ -16,8 +25,10 @@ Sections (each figure is measured here, in this run; the output format is in doc
 2. ``corruptions``: the corruption suite's loop (``robustune.eval.clean.predict``) on a synthetic
    ImageNet-C tree of 224 px JPEGs made here, ViT-B/16: PIL workers vs batched GPU decode, fp32
    vs bf16, images/s.
-3. ``pgd``: PGD-10 (ε = 4/255) robust-accuracy loop on ViT-B/16, fp32 vs the bf16 policy (TF32
-   gradient steps, fp32 re-check), images/s and whether the per-sample outcomes agree.
+3. ``pgd``: PGD-10 (ε = 4/255) robust-accuracy loop on ViT-B/16 over ``--pgd-images`` images
+   labelled by the model's own fp32 predictions (random weights are right on none), fp32 vs the
+   bf16 policy (TF32 gradient steps, fp32 re-check): images/s, robust accuracy and whether the
+   per-sample outcomes agree.
 4. ``projections``: the wall time of each paper experiment from those figures (images / rate).
 """
 
@@ -33,6 +44,8 @@ import time
 from pathlib import Path
 
 import torch
+from dataclasses import dataclass
+from torch.utils.data import Dataset, Subset
 
 ROOT = Path(__file__).resolve().parents[1]
 # Paper experiments: images per epoch x epochs (or images evaluated), for the projections.
@@ -44,6 +57,31 @@ EXPERIMENTS = {
     "imagenet_c_full": ("corruptions", 50_000 * 75),
     "pgd10_robustbench_5000": ("pgd", 5_000),
 }
+
+
+@dataclass(frozen=True)
+class Mode:
+    """``gpu`` (the real check), ``smoke`` (tiny models on the CPU) or ``rehearse`` (the real
+    architectures, presets and precisions on the CPU, at batch 2 and a few images)."""
+
+    smoke: bool = False
+    rehearse: bool = False
+
+    @property
+    def gpu(self) -> bool:
+        return not (self.smoke or self.rehearse)
+
+    @property
+    def real(self) -> bool:
+        """The paper presets' architectures, image sizes and precisions."""
+        return not self.smoke
+
+    @property
+    def name(self) -> str:
+        return "smoke" if self.smoke else "rehearse" if self.rehearse else "gpu"
+
+    def batch(self, preset_batch: int) -> int:
+        return preset_batch if self.gpu else 2
 
 
 def _cfg(preset: str):
@@ -90,12 +128,13 @@ def _classifier_batch(n: int, size: int, classes: int, device):
             torch.randint(0, classes, (n,), generator=g).to(device))
 
 
-def preset_gfn(device, smoke: bool, steps: int) -> dict:
+def preset_gfn(device, mode: Mode, steps: int) -> dict:
     from robustune.methods import SetupContext, create_method
     from robustune.models import create_classifier
 
     cfg = _cfg("gfn_vit_b16_imagenet")
-    name, classes, batch = ("vit_tiny32", 10, 8) if smoke else (cfg.model.name, 1000, cfg.data.batch_size)
+    name, classes, batch = ("vit_tiny32", 10, 8) if mode.smoke else \
+        (cfg.model.name, 1000, mode.batch(cfg.data.batch_size))
     model = create_classifier(name, num_classes=classes)
     params = dict(cfg.method.params, similarity_source="head_weights", k=min(cfg.method.params["k"], classes - 1))
     params.pop("max_per_class", None)
@@ -103,37 +142,39 @@ def preset_gfn(device, smoke: bool, steps: int) -> dict:
     method.setup(SetupContext(train_set=None, device=device, seed=0))
     opt = torch.optim.SGD(method.trainable_parameters(), lr=1e-4, momentum=0.9)
     size = model.input_size[-1]
-    precision = "fp32" if smoke else cfg.train.precision
+    precision = cfg.train.precision if mode.real else "fp32"
     return _timed_steps(method, opt, _classifier_batch(batch, size, classes, device), device, precision, steps)
 
 
-def preset_clip(preset: str, device, smoke: bool, steps: int) -> dict:
+def preset_clip(preset: str, device, mode: Mode, steps: int) -> dict:
     from robustune.clip import CLIPClassifier, create_clip
     from robustune.methods import create_method
 
     cfg = _cfg(preset)
-    arch, classes = ("robustune-tiny-clip", 10) if smoke else (cfg.model.name.split(":", 1)[1], 1000)
+    # rehearse: 16 class names, not 1,000 (the text tower over 1,000 prompts takes minutes a step on a CPU)
+    arch = "robustune-tiny-clip" if mode.smoke else cfg.model.name.split(":", 1)[1]
+    classes = 1000 if mode.gpu else 16 if mode.rehearse else 10
     base = CLIPClassifier(create_clip(arch), [f"class {i}" for i in range(classes)], ["a photo of a {}."])
     params = dict(cfg.method.params)
-    if smoke and "depth" in params:
+    if mode.smoke and "depth" in params:
         params["depth"] = 2
     method = create_method(cfg.method.name, base, params, num_classes=classes).to(device).train()
     opt = torch.optim.SGD(method.trainable_parameters(), lr=1e-3, momentum=0.9)
     size = base.input_size[-1]
-    precision = "fp32" if smoke else cfg.train.precision
-    batch = _classifier_batch(cfg.data.batch_size, size, classes, device)
+    precision = cfg.train.precision if mode.real else "fp32"
+    batch = _classifier_batch(mode.batch(cfg.data.batch_size), size, classes, device)
     return _timed_steps(method, opt, batch, device, precision, steps)
 
 
-def preset_det(device, smoke: bool, steps: int) -> dict:
+def preset_det(device, mode: Mode, steps: int) -> dict:
     from robustune.methods import create_method
     from robustune.models.detectors import create_detector
 
     cfg = _cfg("det_gfn_vit_b16_coco")
     kwargs = dict(cfg.model.kwargs)
-    backbone, classes, size, batch = ("vit_tiny32", 10, 64, 2) if smoke else \
-        (cfg.model.name.split(":", 1)[1], 80, int(kwargs["min_size"]), cfg.data.batch_size)
-    if smoke:
+    backbone, classes, size, batch = ("vit_tiny32", 10, 64, 2) if mode.smoke else \
+        (cfg.model.name.split(":", 1)[1], 80, int(kwargs["min_size"]), mode.batch(cfg.data.batch_size))
+    if mode.smoke:
         kwargs = {"min_size": size, "max_size": size, "fpn_channels": 32}
     torch.manual_seed(0)
     det = create_detector(backbone, classes, **kwargs)
@@ -147,7 +188,7 @@ def preset_det(device, smoke: bool, steps: int) -> dict:
         xy = torch.rand(4, 2, generator=g) * size * 0.6
         boxes = torch.cat([xy, xy + 16 + torch.rand(4, 2, generator=g) * size * 0.3], 1)
         targets.append({"boxes": boxes.to(device), "labels": torch.randint(0, classes, (4,), generator=g).to(device)})
-    precision = "fp32" if smoke else cfg.train.precision
+    precision = cfg.train.precision if mode.real else "fp32"
     return _timed_steps(method, opt, (images, targets), device, precision, steps)
 
 
@@ -169,15 +210,15 @@ def make_tree(root: Path, classes: int, per_class: int, size: int) -> Path:
     return root
 
 
-def corruption_loaders(device, smoke: bool, tree: Path) -> dict:
+def corruption_loaders(device, mode: Mode, tree: Path, pgd_images: int) -> dict:
     from robustune.data.robustness_sets import corruption_cell
     from robustune.data.loading import LoaderOptions
     from robustune.eval.clean import predict
     from robustune.models import create_classifier
 
-    model = create_classifier("vit_tiny32" if smoke else "vit_base_patch16_224", num_classes=1000).to(device)
+    model = create_classifier("vit_base_patch16_224" if mode.real else "vit_tiny32", num_classes=1000).to(device)
     cell = corruption_cell(tree, "gaussian_noise", 3)
-    batch = 16 if smoke else 256
+    batch = 256 if mode.gpu else 4
     out, preds = {}, {}
     decoders = ("pil", "torchvision")
     for decode in decoders:
@@ -195,34 +236,85 @@ def corruption_loaders(device, smoke: bool, tree: Path) -> dict:
     return out
 
 
-def pgd_policy(device, smoke: bool, tree: Path) -> dict:
+def pgd_policy(device, mode: Mode, tree: Path, pgd_images: int) -> dict:
     from robustune.attacks import create_attack
     from robustune.data.robustness_sets import corruption_cell
+    from robustune.eval.clean import predict
     from robustune.eval.robust import attack_outcomes
     from robustune.models import create_classifier
 
-    model = create_classifier("vit_tiny32" if smoke else "vit_base_patch16_224", num_classes=1000).to(device)
+    model = create_classifier("vit_base_patch16_224" if mode.real else "vit_tiny32", num_classes=1000).to(device)
     cell = corruption_cell(tree, "gaussian_noise", 3)
+    n = min(pgd_images, len(cell))
+    # Random weights are right on no image; labelled by the model's own fp32 predictions every image
+    # starts correct, so the robust accuracy measures what PGD flips and the policy check has points.
+    clean_pred, _ = predict(model, Subset(cell, range(n)), 128 if mode.gpu else 4, device, precision="fp32")
+    cell = _Relabelled(Subset(cell, range(n)), clean_pred.tolist())
     attack = create_attack("pgd", model, eps=4 / 255, steps=10, alpha=1 / 255, seed=0)
     out, outcomes = {}, {}
     for precision in ("fp32", "bf16"):
         _sync(device)
         t0 = time.perf_counter()
-        outcomes[precision] = attack_outcomes(model, cell, attack, 16 if smoke else 128, device, precision=precision)
+        outcomes[precision] = attack_outcomes(model, cell, attack, 128 if mode.gpu else 4, device, precision=precision)
         _sync(device)
         out[precision] = {"images_per_s": len(cell) / (time.perf_counter() - t0), "n": len(cell),
                           "robust_accuracy": outcomes[precision][1].float().mean().item()}
     out["bf16_robust_subset_of_fp32"] = bool(not (outcomes["bf16"][1] & ~outcomes["fp32"][1]).any())
+    out["outcomes_agree"] = (outcomes["bf16"][1] == outcomes["fp32"][1]).float().mean().item()
     return out
 
 
+class _Relabelled(Dataset):
+    """``base``'s images with the given labels."""
+
+    def __init__(self, base: Dataset, labels: list[int]):
+        self.base, self.labels = base, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.base[i][0], self.labels[i]
+
+
 def projections(results: dict) -> dict:
-    rates = {k: v["images_per_s"] for k, v in results["presets"].items()}
-    corr = results["corruptions"]
-    rates["corruptions"] = max(v["images_per_s"] for k, v in corr.items() if isinstance(v, dict))
-    rates["pgd"] = results["pgd"]["bf16"]["images_per_s"]
+    """Projected hours of each paper experiment from the rates measured (sections that failed are left out)."""
+    rates = {k: v["images_per_s"] for k, v in results.get("presets", {}).items() if "images_per_s" in v}
+    corr = results.get("corruptions", {})
+    measured = [v["images_per_s"] for v in corr.values() if isinstance(v, dict) and "images_per_s" in v]
+    if measured:
+        rates["corruptions"] = max(measured)
+    if "images_per_s" in results.get("pgd", {}).get("bf16", {}):
+        rates["pgd"] = results["pgd"]["bf16"]["images_per_s"]
     return {name: {"hours": images / rates[src] / 3600, "images": images, "from": src}
             for name, (src, images) in EXPERIMENTS.items() if src in rates}
+
+
+SECTIONS = ("presets", "corruptions", "pgd")
+
+
+def _guarded(results: dict, key: str, fn, *args) -> None:
+    """Run one measurement; a failure is recorded (type, message, last frames) and the check goes on."""
+    try:
+        results[key] = fn(*args)
+    except Exception as e:  # noqa: BLE001 -- one broken section must not cost the other figures
+        import traceback
+
+        tail = traceback.format_exc().strip().splitlines()[-12:]
+        results[key] = {"error": f"{type(e).__name__}: {e}", "traceback": tail}
+        print(f"gpu_check: {key} failed: {type(e).__name__}: {e}", flush=True)
+
+
+def _save(results: dict, out: Path | None) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=str))
+
+
+def failures(results: dict) -> list[str]:
+    """Names of the measurements that raised (``presets.<name>``, ``corruptions``, ``pgd``)."""
+    bad = [f"presets.{k}" for k, v in results.get("presets", {}).items() if "error" in v]
+    return bad + [k for k in ("corruptions", "pgd") if "error" in results.get(k, {})]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,47 +322,72 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the figures here (default $OUT/gpu_check.json)")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per preset (after one warm-up)")
     ap.add_argument("--images", type=int, default=5000, help="images of the synthetic ImageNet-C cell")
+    ap.add_argument("--pgd-images", type=int, default=1000, help="images of that cell attacked by PGD-10")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
     ap.add_argument("--smoke", action="store_true", help="tiny everything on the CPU: checks the script runs")
+    ap.add_argument("--rehearse", action="store_true",
+                    help="on the CPU, the real architectures and presets (batch 2, one step, a few images): "
+                         "checks what the GPU run will build, without a GPU")
     args = ap.parse_args(argv)
-    if not torch.cuda.is_available() and not args.smoke:
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
+    if args.smoke and args.rehearse:
+        ap.error("--smoke and --rehearse exclude each other: pick one")
+    if not torch.cuda.is_available() and not (args.smoke or args.rehearse):
         print(f"gpu_check: no CUDA device here (torch {torch.__version__}); nothing measured — run it on a GPU machine")
         return 0
-    device = torch.device("cpu" if args.smoke else "cuda")
-    steps, images = (1, 32) if args.smoke else (args.steps, args.images)
-    results: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu (smoke)",
-                     "torch": torch.__version__, "presets": {}}
+    mode = Mode(smoke=args.smoke, rehearse=args.rehearse)
+    device = torch.device("cuda" if mode.gpu else "cpu")
+    steps = args.steps if mode.gpu else 1
+    images, pgd_images = (args.images, args.pgd_images) if mode.gpu else (32, 8)
+    out = args.json or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
+    results: dict = {"device": torch.cuda.get_device_name(0) if mode.gpu else f"cpu ({mode.name})",
+                     "torch": torch.__version__, "mode": mode.name, "presets": {}}
     t_start = time.perf_counter()
-    results["presets"]["gfn_vit_b16_imagenet"] = preset_gfn(device, args.smoke, steps)
-    for preset in ("fap_vit_b32", "erapt_vit_b32"):
-        results["presets"][preset] = preset_clip(preset, device, args.smoke, steps)
-    results["presets"]["det_gfn_vit_b16_coco"] = preset_det(device, args.smoke, steps)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
-        tree = make_tree(Path(tmp), classes=min(1000, images), per_class=max(1, images // 1000),
-                         size=32 if args.smoke else 224)
-        results["corruptions"] = corruption_loaders(device, args.smoke, tree)
-        results["pgd"] = pgd_policy(device, args.smoke, tree)
+    if "presets" in sections:
+        runs = [("gfn_vit_b16_imagenet", preset_gfn), ("fap_vit_b32", preset_clip),
+                ("erapt_vit_b32", preset_clip), ("det_gfn_vit_b16_coco", preset_det)]
+        for name, fn in runs:
+            args_ = (name, device, mode, steps) if fn is preset_clip else (device, mode, steps)
+            _guarded(results["presets"], name, fn, *args_)
+            _print_preset(name, results["presets"][name])
+            _save(results, out)
+    if "corruptions" in sections or "pgd" in sections:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
+            tree = make_tree(Path(tmp), classes=min(1000, images), per_class=max(1, images // 1000),
+                             size=224 if mode.real else 32)
+            for section, fn in (("corruptions", corruption_loaders), ("pgd", pgd_policy)):
+                if section in sections:
+                    _guarded(results, section, fn, device, mode, tree, pgd_images)
+                    _print_section(section, results[section])
+                    _save(results, out)
     results["projections"] = projections(results)
     results["seconds"] = time.perf_counter() - t_start
-    _print(results)
-    out = args.json or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-    return 0
-
-
-def _print(r: dict) -> None:
-    print(f"gpu_check on {r['device']}, torch {r['torch']}")
-    for name, v in r["presets"].items():
-        peak = f"{v['peak_gib']:.1f} GiB" if v["peak_gib"] is not None else "-"
-        print(f"  preset {name:24s} {v['precision']:5s} batch {v['batch']:3d}  {v['s_per_step']:.3f} s/step  "
-              f"{v['images_per_s']:8.1f} img/s  peak {peak}")
-    for section in ("corruptions", "pgd"):
-        for k, v in r[section].items():
-            shown = f"{v['images_per_s']:.1f} img/s (n = {v['n']})" if isinstance(v, dict) else v
-            print(f"  {section} {k:40s} {shown}")
-    for k, v in r["projections"].items():
+    results["failed"] = failures(results)
+    for k, v in results["projections"].items():
         print(f"  projected {k:26s} {v['hours']:8.2f} h  ({v['images']:,} images at the {v['from']} rate)")
+    print(f"gpu_check: {len(results['failed'])} failed {results['failed'] or ''} in {results['seconds']:.0f} s"
+          + (f"; figures in {out}" if out else ""))
+    _save(results, out)
+    return 1 if results["failed"] else 0
+
+
+def _print_preset(name: str, v: dict) -> None:
+    if "error" in v:
+        return
+    peak = f"{v['peak_gib']:.1f} GiB" if v["peak_gib"] is not None else "-"
+    print(f"  preset {name:24s} {v['precision']:5s} batch {v['batch']:3d}  {v['s_per_step']:.3f} s/step  "
+          f"{v['images_per_s']:8.1f} img/s  peak {peak}", flush=True)
+
+
+def _print_section(section: str, r: dict) -> None:
+    if "error" in r:
+        return
+    for k, v in r.items():
+        shown = f"{v['images_per_s']:.1f} img/s (n = {v['n']})" if isinstance(v, dict) else v
+        print(f"  {section} {k:40s} {shown}", flush=True)
 
 
 if __name__ == "__main__":
