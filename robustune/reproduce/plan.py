@@ -110,6 +110,8 @@ def make_plan(table: str | Table, scale: str | Scale, out: str | Path, data_root
 
 
 def _cell_hours(scale: Scale, method: str, evaluations: int = 1) -> float:
+    """Estimated hours of one cell: training passes plus ``evaluations`` evaluations (a few-shot
+    cell counts its own, e.g. base and new; a grid cell is evaluated once)."""
     c = scale.cost
     train = 0.0 if method == "none" else c.epochs * c.train_images * TRAIN_PASSES.get(method, 1.0)
     return (train + evaluations * c.eval_images * c.eval_passes) / c.throughput / 3600

@@ -105,7 +105,6 @@ class Cost:
     eval_passes: float  # per evaluated image, over every suite of one evaluation
     throughput: float  # forward+backward image passes per second on ``device``
     device: str
-    evaluations: int = 1  # evaluated copies per cell (base + new = 2, cross = 1 + targets)
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ def _erapt_tiny(dataset: str, prefix: str, epochs: int, n_test: int, coop: bool 
                            "seeds": (1, 2, 3, 4, 5), "eps": ("1/255", "4/255"), "pgd_steps": 10},
                  sets=(f"train.epochs={epochs}",), post=post,
                  cost=Cost(train_images=16 * (50 if dataset == "digits_pairs" else 5), epochs=epochs,
-                           eval_images=n_test, evaluations=2, eval_passes=FORWARD + 2 * 10,
+                           eval_images=n_test, eval_passes=FORWARD + 2 * 10,
                            throughput=TINY_CLIP_IPS, device=CPU),
                  resources=Resources(gpus=0, cpus=2, mem_gb=8, hours=1))
 
