@@ -32,11 +32,11 @@ def _list() -> str:
 def reproduce(
     table: Optional[str] = typer.Argument(None, help="e.g. gfn-table3 (see --list)"),
     list_: bool = typer.Option(False, "--list", help="the tables, their cells and estimated cost"),
-    scale: str = typer.Option("digits", help="paper (the paper's data and backbone) or digits (built-in data)"),
+    scale: str = typer.Option("digits", help="paper (the paper's data and backbone), or built-in data: digits, digits_pairs, digits-erm (--list)"),
     out: Optional[Path] = typer.Option(None, help="folder (default runs/reproduce/TABLE/SCALE)"),
     data_root: str = typer.Option("data", help="paper scale: folder holding imagenet/, imagenet-c/, coco/, ..."),
     prep_root: Path = typer.Option(Path("runs/reproduce/prep"),
-                                   help="where the starting models and corrupted sets are made, shared by tables"),
+                                   help="where the starting models and corrupted sets are made, shared by tables (a subfolder per scale family)"),
     set_: list[str] = typer.Option([], "--set", help="override of every cell's config, e.g. train.epochs=1"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (cells, suites, cost), run nothing"),
     launcher: str = typer.Option("local", help="local (this machine) or slurm (submitit job array)"),
