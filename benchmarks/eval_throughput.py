@@ -138,6 +138,45 @@ def today_loop(model, ds, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(preds), torch.cat(labels)
 
 
+def per_image_costs(model, ds, batch: int, threads: int) -> dict:
+    """Per-image seconds measured here: today's item (PIL decode + float32 tensor) ``d_today``, the new
+    loader's worker item (PIL decode + uint8 tensor) ``d_new``, the forward on ``threads`` threads ``f``;
+    and the bound they put on loader_speedup when decode and forward share this machine's cores.
+
+    A loader that leaves the forward as it is can at best spread the core-seconds of one image,
+    d_new + threads·f, over the cores, and cannot beat the forward's own wall time:
+    bound = (d_today + f) / max((d_new + threads·f) / cores, f).
+    """
+    from robustune.data.loading import uint8_view
+
+    n = min(100, len(ds))
+    new_items = uint8_view(ds)
+    costs = {}
+    for key, source in (("d_today", ds), ("d_new", new_items)):
+        source[0]
+        passes = []
+        for _ in range(3):  # the median of three passes over the same n images
+            t0 = time.perf_counter()
+            for i in range(n):
+                source[i]
+            passes.append((time.perf_counter() - t0) / n)
+        costs[key] = statistics.median(passes)
+    x = torch.stack([ds[i][0] for i in range(min(batch, len(ds)))])
+    times = []
+    with torch.no_grad():
+        model(x)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    costs["f"] = statistics.median(times) / len(x)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    costs["cores"] = cores
+    costs["bound"] = (costs["d_today"] + costs["f"]) / max((costs["d_new"] + threads * costs["f"]) / cores,
+                                                           costs["f"])
+    return costs
+
+
 def run(args) -> dict:
     from robustune.data.robustness_sets import corruption_cell
     from robustune.data.loading import LoaderOptions
@@ -151,6 +190,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = create_classifier(args.model, num_classes=1000).eval()
+    costs = per_image_costs(model, corruption_cell(args.root / "ImageNet-C", *cells[0]), args.batch, args.threads)
     times = {"today": [], "new": [], "robustbench": []}
     results: dict[str, dict] = {}
     for round_ in range(args.rounds):
@@ -192,7 +232,9 @@ def run(args) -> dict:
             "rounds": args.rounds, "images_per_s": rate, "seconds": times,
             "loader_speedup": rate["new"] / rate["today"], "robustbench_speedup": rate["new"] / rate["robustbench"],
             "accuracy": {k: v["accuracy"] for k, v in results.items()}, "same_accuracy": bool(same_acc),
-            "same_predictions": bool(same_pred), "load": os.getloadavg(), "cores": os.cpu_count()}
+            "same_predictions": bool(same_pred), "load": os.getloadavg(), "cores": os.cpu_count(),
+            "per_image_ms": {k: v * 1e3 for k, v in costs.items() if k.startswith(("d_", "f"))},
+            "loader_speedup_bound": costs["bound"], "bound_reached": (rate["new"] / rate["today"]) / costs["bound"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in r["images_per_s"].items():
         print(f"  {k:12s} {v:8.1f} images/s   accuracy {r['accuracy'][k]}")
     print(f"loader_speedup (new / today)             {r['loader_speedup']:.2f}x")
+    ms = r["per_image_ms"]
+    print(f"  per image: today's item {ms['d_today']:.2f} ms, new item {ms['d_new']:.2f} ms, forward {ms['f']:.2f} ms "
+          f"on {r['threads']} threads")
+    print(f"loader_speedup bound on {r['cores']} cores      {r['loader_speedup_bound']:.2f}x   "
+          f"(reached {100 * r['bound_reached']:.0f} % of it)")
     print(f"robustbench_speedup (new / robustbench)  {r['robustbench_speedup']:.2f}x")
     print(f"same_accuracy {r['same_accuracy']}   same_predictions (per image, by file) {r['same_predictions']}")
     if args.json:
