@@ -23,13 +23,13 @@ Printed: images/s of each, ``loader_speedup`` = new / today, ``robustbench_speed
 robustbench, and whether all three give the same accuracy and the same per-image predictions.
 Speeds are wall time over the same images in one run: quote them with the machine's load.
 
-The loader can only save what decode costs beside the forward. With decode d and a forward f
-(both per image, the forward on 2 threads) sharing 2 cores, the best any loader can do is spread
-the d + 2f core-seconds over both cores: loader_speedup ≤ 2(d + f) / (d + 2f). Measured here
-(2026-12-06, quiet): d = 0.86 ms for these 224 px JPEGs; f = 30 ms (resnet18), 3.4 ms
-(mobilenetv3_small_050), 1.6 ms (timm's test_vit, the smallest that runs at 224 px) — bounds of
-1.01×, 1.11× and 1.22×. ``--model`` picks the model; a GPU, whose forward is far below d, is where
-the loader's gain can show (benchmarks/gpu_check.py).
+The loader can only save what decode costs beside the forward. The run measures per image today's
+item d_today, the new worker's item d_new and the forward f (on ``--threads`` threads) and prints the
+bound they put on any loader that keeps the forward as it is, sharing the machine's cores:
+loader_speedup ≤ (d_today + f) / max((d_new + threads·f) / cores, f), and the fraction of it reached
+(``loader_speedup_bound``, ``bound_reached`` in the JSON). On 2 cores it is 1.01–1.17× for resnet18,
+mobilenetv3_small_050 and timm's test_vit (docs/benchmarks.md): a GPU, whose forward is far below
+the decode, is where the loader's gain can show (benchmarks/gpu_check.py).
 """
 
 from __future__ import annotations
