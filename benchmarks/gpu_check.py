@@ -303,6 +303,9 @@ def _guarded(results: dict, key: str, fn, *args) -> None:
         tail = traceback.format_exc().strip().splitlines()[-12:]
         results[key] = {"error": f"{type(e).__name__}: {e}", "traceback": tail}
         print(f"gpu_check: {key} failed: {type(e).__name__}: {e}", flush=True)
+    finally:
+        if torch.cuda.is_available():  # what a measurement (or its out-of-memory failure) held goes back
+            torch.cuda.empty_cache()
 
 
 def _save(results: dict, out: Path | None) -> None:
