@@ -18,8 +18,9 @@ after every measurement, so a run cut off by a time limit keeps what it measured
 
 Sections (each figure is measured here, in this run; the output format is in docs/benchmarks.md):
 
-1. ``presets``: each paper preset (GFN ViT-B/16 ImageNet, FAP and ER-APT CLIP ViT-B/32, gfn_det
-   ViT-B/16 Faster R-CNN on COCO) for a few training steps at its real image size and batch, random
+1. ``presets``: each paper-scale preset (GFN ViT-B/16 ImageNet; FAP and ER-APT CLIP ViT-B/32 on
+   FAP's recipe, ER-APT's own settings ours; gfn_det ViT-B/16 Faster R-CNN on COCO, a recipe of ours)
+   for a few training steps at its real image size and batch, random
    weights (the time does not depend on them), under the preset's precision: s/step, images/s,
    peak GPU memory.
 2. ``corruptions``: the corruption suite's loop (``robustune.eval.clean.predict``) on a synthetic
@@ -48,7 +49,8 @@ from dataclasses import dataclass
 from torch.utils.data import Dataset, Subset
 
 ROOT = Path(__file__).resolve().parents[1]
-# Paper experiments: images per epoch x epochs (or images evaluated), for the projections.
+# Paper-scale experiments: images per epoch x epochs (or images evaluated), for the projections. GFN's
+# 10 epochs on ImageNet-1k are the paper's; 16 shots x 10 epochs are FAP's recipe; 12 COCO epochs are ours.
 EXPERIMENTS = {
     "gfn_imagenet_finetune": ("gfn_vit_b16_imagenet", 1_281_167 * 10),
     "fap_imagenet_16shot": ("fap_vit_b32", 16_000 * 10),

@@ -29,7 +29,8 @@ Fitness is a per-sample adversarial loss evaluated without gradients on the whol
 population in one batched forward (chunked by ``max_batch``). Every random number is drawn from
 one generator, per generation in a fixed order and shape for the whole batch, so a per-image,
 per-individual loop that draws the same tensors reproduces the population exactly
-(benchmarks/erapt_cost.py checks it). ER-APT's code is not public: this is a hand-written reading,
+(benchmarks/erapt_cost.py checks it). ER-APT's code was not available to us (the text links it):
+this is a hand-written reading,
 and every default here is *our* choice (docs/erapt.md, measured by benchmarks/erapt_search.py).
 """
 
@@ -165,7 +166,8 @@ def project_delta(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Ten
 class EvolutionRegion(Attack):
     """PGD start → G generations of a genetic search → the fittest member (the call) or the region.
 
-    Every default is *our* choice (the paper's code and hyper-parameters are not public); the
+    Every default is *our* choice (the ER-APT text we hold states no hyper-parameters, and the code
+    it links was not available to us); the
     defaults are the configuration chosen by ``benchmarks/erapt_search.py`` (docs/erapt.md).
 
     Args:

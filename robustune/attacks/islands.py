@@ -8,7 +8,8 @@ fittest members of each island — keeps the spread of the PGD starts (about the
 ε·√d apart on the tiny CLIP, benchmarks/erapt_search.py), and by elitism each island's best is at
 least as strong as its own PGD point. The islands run as one search over the batch repeated S
 times (row b·S + s is island s of image b), so every island is scored in the same batched forwards.
-All of this is *our* choice; the paper's code is not public. ``attack`` is an
+All of this is *our* choice (the ER-APT text we hold does not describe it; the code it links was
+not available to us). ``attack`` is an
 :class:`~robustune.attacks.evolution.EvolutionRegion` (its ``pgd``, ``starts``, ``encode`` and ``evolve``).
 """
 

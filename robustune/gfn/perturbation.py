@@ -1,11 +1,13 @@
 """Neighbour-targeted perturbation (GFN Eq. 5).
 
-x' = clip_[0,1]( x − η · sign(∇_x CE(f(x), p)) ), p ~ Uniform(N_k(c)) per sample (the paper);
+x' = clip_[0,1]( x − η · sign(∇_x CE(f(x), p)) ): Eq. 5, p drawn at random from the top-k (Sec. 3.4); the
+uniform per-sample draw and the [0,1] clip are *ours*;
 option (*ours*, a control of issue 20): p drawn ∝ α^{rank_c(p)} over N_k(c).
 
 It is the project's targeted PGD (one step by default, no random start) with the target drawn
-from the true class's k nearest classes. The paper's η is in normalised-input units; in pixel
-space the same step is η·std per channel (sign(∇) is the same in both spaces).
+from the true class's k nearest classes. The paper gives η = 0.01 without units; *ours*: model-input
+(normalised) units by default; in pixel space the same step is η·std per channel (sign(∇) is the
+same in both spaces).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class NeighborPerturbation:
         eta: step size (normalised units by default, see :func:`pixel_step`).
         steps: number of steps; with more than one, a targeted PGD projected to ε = steps·η
             (or ``eps`` when given, in the same units as η).
-        eta_space: ``normalized`` (paper) or ``pixel``.
+        eta_space: ``normalized`` (*ours*: model-input units; the paper gives none) or ``pixel``.
         use_eval_mode: eval mode (no dropout / drop-path) while taking the input gradient.
     """
 

@@ -1,7 +1,7 @@
 """Dynamic loss weighting of the natural and adversarial terms (ER-APT's second contribution).
 
 The training loss is ``L = w_nat · L_nat + w_adv · L_adv``. FAP fixes ``(w_nat, w_adv) = (1, λ)``
-with λ = 1.5; ER-APT adapts the weights, but its formula is not public, so the schemes below are
+with λ = 1.5; ER-APT adapts the weights, but the text we hold gives no formula, so the schemes below are
 documented choices (docs/erapt.md). Every scheme also runs a *collapse detector*: FAP is known to
 collapse to near-uniform predictions (natural CE ≈ ln C, adversarial KL → 0); when the mean natural
 CE of the last ``collapse_window`` steps is within ``collapse_tol · ln C`` of ln C, the adversarial

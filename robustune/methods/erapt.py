@@ -48,9 +48,10 @@ MEMORY_PREFIX = "warm."
 
 @dataclass
 class ERAPTParams(FAPParams):
-    """FAP's parameters plus ER-APT's. Every default is *our* choice (the paper publishes neither
-    code nor hyper-parameters); the search defaults are the configuration chosen by
-    benchmarks/erapt_search.py and the cost defaults by benchmarks/erapt_cost.py (docs/erapt.md)."""
+    """FAP's parameters plus ER-APT's. Every default is *our* choice (the ER-APT text we hold states
+    no hyper-parameters, and the code it links was not available to us); the search defaults are the
+    configuration chosen by benchmarks/erapt_search.py and the cost defaults by benchmarks/erapt_cost.py
+    (docs/erapt.md)."""
 
     evolution: bool | str = True  # on | off (YAML reads on/off as booleans; "on"/"off" also accepted)
     search: str = "region"  # region (S = starts islands) | point (issue 13's default: S = 1, r = 1)

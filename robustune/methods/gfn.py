@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GFNParams:
     eta: float = 0.01  # step of Eq. 5, in eta_space units
-    eta_space: str = "normalized"  # normalized (paper: model-input units) | pixel
+    eta_space: str = "normalized"  # normalized (ours: model-input units; the paper gives none) | pixel
     steps: int = 1
     eps: float | None = None  # radius for steps > 1 (default steps·eta)
     k: int = 20
@@ -41,7 +41,7 @@ class GFNParams:
     lam: float = 1.0  # λ of neighbor_suppression
     beta: float = 10.0  # β of neighbor_margin / predicted_rank (ours, measured: docs/gfn.md)
     margin: float = 1.0  # m of neighbor_additive
-    target_sampling: str = "uniform"  # uniform (Eq. 5) | alpha_rank (p ∝ α^rank, a control of ours)
+    target_sampling: str = "uniform"  # uniform (ours: Sec. 3.4 says "randomly") | alpha_rank (p ∝ α^rank, ours)
     similarity_source: str = "features"  # features | head_weights
     max_per_class: int = 100
     refresh_every: int = 0  # 0: compute once from the starting model; N: every N epochs
@@ -152,7 +152,7 @@ class UntargetedParams:
 
 @register_method("adv_untargeted")
 class AdvUntargeted(Method):
-    """One untargeted sign step of the same η (Eq. 3) + CE: the paper's "Adv." row."""
+    """One untargeted sign step (Eq. 3) + CE: the paper's "Adv." row (the same η as GFN: ours)."""
     has_inner_attack = True  # its step runs an attack (fp16 refused, robustune.precision)
 
     Params = UntargetedParams

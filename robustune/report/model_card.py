@@ -18,8 +18,8 @@ METHOD_PAPERS = {
     "erm": "empirical risk minimisation (standard fine-tuning)",
     "gfn": "Yang et al., *Gain from Neighbors: Boosting Model Robustness in the Wild via Adversarial "
            "Perturbations Toward Neighboring Classes* (GFN)",
-    "nbr": "GFN's neighbour-perturbation baseline without the distance-weighted loss (Yang et al., GFN Table 1)",
-    "adv_untargeted": "GFN's untargeted single-step baseline (Yang et al., GFN Table 1)",
+    "nbr": "GFN's neighbour-perturbation baseline without the distance-weighted loss (Yang et al., GFN Table 3)",
+    "adv_untargeted": "GFN's untargeted single-step baseline (Yang et al., GFN Table 3)",
     "pgd_at": "Madry et al., *Towards Deep Learning Models Resistant to Adversarial Attacks*, ICLR 2018",
     "trades": "Zhang et al., *Theoretically Principled Trade-off between Robustness and Accuracy*, ICML 2019",
     "erapt": "*Evolution-based Region Adversarial Prompt Learning for Robustness Enhancement in "

@@ -1,8 +1,9 @@
-"""The papers' tables, declared as data (GFN Tables 1–5, ER-APT's three few-shot protocols).
+"""The papers' tables, declared as data (GFN Tables 1–5; for ER-APT, FAP's / CoOp's three few-shot
+protocols, of which its text names base-to-new and cross-dataset).
 
 Reported numbers are only those the paper texts state (/work/shared/papers: GFN Tables 1–5; the
 ER-APT text we hold gives no table values, so its tables have none). Everything else — the digits
-versions, the paper-scale choices the texts leave open (severity of Tables 4–5, detection
+versions, the paper-scale choices the texts leave open (detection
 recipe, method presets of the baselines), the cost model's sizes and throughputs — is *ours*.
 """
 
@@ -226,14 +227,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                   "digits_pairs": _gfn_pairs({"method": ("adv_untargeted", "nbr", "gfn")},
                                              post=_paired("method=nbr", "method=adv_untargeted"))},
           note="Our digits mCE is normalised by the ERM model (the Baseline row, 100 by construction); "
-               "the paper's by AlexNet (Hendrycks & Dietterich)."),
+               "the paper's 'normalized mCE' presumably by AlexNet, as Hendrycks & Dietterich (our reading)."),
     Table("gfn-table4", "GFN Table 4: top-k on unseen motion blur", GFN_PAPER,
           reported=_sweep("k", K_VALUES, (51.3, 51.9, 51.7, 51.5, 51.4)),
           scales={"paper": _gfn_paper({"method": ("gfn",), "k": K_VALUES}, ("clean", "corruptions"),
                                       MOTION_BLUR, ("clean", "corruptions/motion_blur/5")),
                   "digits_pairs": _gfn_pairs({"method": ("gfn",), "k": ("5", "10", "20", "30", "40")},
                                              post=_paired("method=gfn, k=20"), metric_map=MB1)},
-          note="Motion blur at severity 5, as the paper's text states (Sec. 4, the quick test of k and α); "
+          note="Motion blur at severity 5, as the paper's text states (Sec. 5.2, the quick test of k and α); "
                "digits_pairs compares the paper's motion-blur column with ours at severity 1 (ours: severity 5 "
                "is at chance there), and k = 50 is not run there (k = 5 is: 5 of 99 classes, ours)."),
     Table("gfn-table5", "GFN Table 5: α on unseen motion blur", GFN_PAPER,
@@ -242,7 +243,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                                       MOTION_BLUR, ("clean", "corruptions/motion_blur/5")),
                   "digits_pairs": _gfn_pairs({"method": ("gfn",), "alpha": ALPHA_VALUES},
                                              post=_paired("method=gfn, alpha=0.5"), metric_map=MB1)},
-          note="Motion blur at severity 5, as the paper's text states (Sec. 4, the quick test of k and α); "
+          note="Motion blur at severity 5, as the paper's text states (Sec. 5.2, the quick test of k and α); "
                "digits_pairs compares the paper's motion-blur column with ours at severity 1 (ours: severity 5 "
                "is at chance there)."),
     Table("gfn-table2", "GFN Table 2: detection (COCO-C, Foggy-Cityscapes, RTTS, ExDark)", GFN_PAPER,
@@ -271,11 +272,11 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                                "digits_pairs": _erapt_tiny("digits_pairs", "clip_tiny_digits_pairs", epochs=2,
                                                            n_test=1500, coop=True, autoattack=True)},
           note="The ER-APT text we hold states no table values: no paper column."),
-    Table("erapt-fewshot", "ER-APT few-shot adversarial prompt learning (1–16 shots)", ERAPT_PAPER,
+    Table("erapt-fewshot", "ER-APT few-shot adversarial prompt learning (1–16 shots: FAP's protocol)", ERAPT_PAPER,
           scales={"paper": _fewshot_scale(True, ("fewshot",), (1, 2, 4, 8, 16)),
                   "digits": _fewshot_scale(False, ("fewshot",), (1, 2, 4, 8, 16))},
           note="The ER-APT text we hold states no table values: no paper column."),
-    Table("erapt-cross-dataset", "ER-APT cross-dataset transfer (train on ImageNet, test on 10 others)",
+    Table("erapt-cross-dataset", "ER-APT cross-dataset transfer (FAP's protocol: train on ImageNet, test on 10 others)",
           ERAPT_PAPER, scales={"paper": _fewshot_scale(True, ("cross",), (16,), cross=True),
                                "digits": _fewshot_scale(False, ("cross",), (16,), cross=True)},
           note="The ER-APT text we hold states no table values: no paper column. Digits: train on "
