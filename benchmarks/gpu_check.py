@@ -212,7 +212,7 @@ def make_tree(root: Path, classes: int, per_class: int, size: int) -> Path:
     return root
 
 
-def corruption_loaders(device, mode: Mode, tree: Path, pgd_images: int) -> dict:
+def corruption_loaders(device, mode: Mode, tree: Path) -> dict:
     from robustune.data.robustness_sets import corruption_cell
     from robustune.data.loading import LoaderOptions
     from robustune.eval.clean import predict
@@ -363,9 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
             tree = make_tree(Path(tmp), classes=min(1000, images), per_class=max(1, images // 1000),
                              size=224 if mode.real else 32)
-            for section, fn in (("corruptions", corruption_loaders), ("pgd", pgd_policy)):
+            runs = (("corruptions", corruption_loaders, ()), ("pgd", pgd_policy, (pgd_images,)))
+            for section, fn, extra in runs:
                 if section in sections:
-                    _guarded(results, section, fn, device, mode, tree, pgd_images)
+                    _guarded(results, section, fn, device, mode, tree, *extra)
                     _print_section(section, results[section])
                     _save(results, out)
     results["projections"] = projections(results)
