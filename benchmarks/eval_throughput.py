@@ -147,7 +147,7 @@ def per_image_costs(model, ds, batch: int, threads: int) -> dict:
     d_new + threads·f, over the cores, and cannot beat the forward's own wall time:
     bound = (d_today + f) / max((d_new + threads·f) / cores, f).
     """
-    from robustune.data.loading import uint8_view
+    from robustune.data.loading import available_cores, uint8_view
 
     n = min(100, len(ds))
     new_items = uint8_view(ds)
@@ -170,8 +170,7 @@ def per_image_costs(model, ds, batch: int, threads: int) -> dict:
             model(x)
             times.append(time.perf_counter() - t0)
     costs["f"] = statistics.median(times) / len(x)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    costs["cores"] = cores
+    cores = costs["cores"] = available_cores()
     costs["bound"] = (costs["d_today"] + costs["f"]) / max((costs["d_new"] + threads * costs["f"]) / cores,
                                                            costs["f"])
     return costs
@@ -232,7 +231,7 @@ def run(args) -> dict:
             "rounds": args.rounds, "images_per_s": rate, "seconds": times,
             "loader_speedup": rate["new"] / rate["today"], "robustbench_speedup": rate["new"] / rate["robustbench"],
             "accuracy": {k: v["accuracy"] for k, v in results.items()}, "same_accuracy": bool(same_acc),
-            "same_predictions": bool(same_pred), "load": os.getloadavg(), "cores": os.cpu_count(),
+            "same_predictions": bool(same_pred), "load": os.getloadavg(), "cores": costs["cores"],
             "per_image_ms": {k: v * 1e3 for k, v in costs.items() if k.startswith(("d_", "f"))},
             "loader_speedup_bound": costs["bound"], "bound_reached": (rate["new"] / rate["today"]) / costs["bound"]}
 

@@ -267,16 +267,17 @@ def pgd_policy(device, mode: Mode, tree: Path, pgd_images: int) -> dict:
 
 
 class _Relabelled(Dataset):
-    """``base``'s images with the given labels."""
+    """``dataset``'s images with the given labels. The attribute is named ``dataset`` so the loaders
+    see through it to the file dataset underneath (workers, uint8 transport), as they do for a Subset."""
 
-    def __init__(self, base: Dataset, labels: list[int]):
-        self.base, self.labels = base, labels
+    def __init__(self, dataset: Dataset, labels: list[int]):
+        self.dataset, self.labels = dataset, labels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return self.base[i][0], self.labels[i]
+        return self.dataset[i][0], self.labels[i]
 
 
 def projections(results: dict) -> dict:
